@@ -1,0 +1,275 @@
+"""nixcrate.toml: the user's file. Read with tomllib and validated here, once.
+
+Written on the first `init` (commented, every member's detected kind shown), never
+rewritten afterwards: commands that must change it (`nixcrate hashes`) edit it with
+tomlkit so the user's comments and layout survive.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nixcrate.errors import ConfigError
+from nixcrate.workspace import MemberKind
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from nixcrate.workspace import Workspace
+
+FILENAME = "nixcrate.toml"
+DEFAULT_SYSTEMS = ("aarch64-darwin", "aarch64-linux", "x86_64-darwin", "x86_64-linux")
+LAMBDA_ARCHES = ("x86_64", "arm64")
+OPT_LEVELS = ("0", "1", "2", "3", "s", "z")
+
+
+@dataclass(frozen=True, slots=True)
+class MemberConfig:
+    kind: MemberKind | None = None
+    arch: str = "x86_64"
+    opt_level: str | None = None
+    include: tuple[str, ...] = ()
+    cargo_extra_args: str = ""
+    features: tuple[str, ...] = ()
+    extra_src: tuple[str, ...] = ()
+    native_build_inputs: tuple[str, ...] = ()
+    build_inputs: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NativeOverride:
+    native_build_inputs: tuple[str, ...] = ()
+    build_inputs: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    replace: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    systems: tuple[str, ...] = DEFAULT_SYSTEMS
+    exclude: tuple[str, ...] = ()
+    members: tuple[tuple[str, MemberConfig], ...] = ()
+    lambda_glibc: str = "2.26"
+    lambda_opt_level: str = "2"
+    service_opt_level: str = "3"
+    git_hashes: tuple[tuple[str, str], ...] = ()
+    native: tuple[tuple[str, NativeOverride], ...] = ()
+    toolchain: str = "auto"  # auto | nixpkgs | file
+    checks_closure: bool = False
+    exists: bool = field(default=False, compare=False)
+
+    def member(self, name: str) -> MemberConfig:
+        return dict(self.members).get(name, MemberConfig())
+
+
+# --------------------------------------------------------------------------- validation
+
+_MEMBER_KEYS = {
+    "kind": "one of library, service, lambda",
+    "arch": "x86_64 or arm64 (Lambda handlers)",
+    "opt-level": "0-3, s or z",
+    "include": "list of paths added to bootstrap.zip",
+    "cargo-extra-args": "string",
+    "features": "list of feature names",
+    "extra-src": "list of paths added to the member's source",
+    "native-build-inputs": "list of nixpkgs attribute names",
+    "build-inputs": "list of nixpkgs attribute names",
+    "env": "table of strings",
+}
+_TOP_KEYS = ("systems", "exclude", "members", "lambda", "services", "git-hashes", "native", "toolchain", "checks")
+
+
+def _err(key: str, what: str) -> ConfigError:
+    return ConfigError(f"{FILENAME}: {key}: {what}")
+
+
+def _str(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise _err(key, f"expected a string, got {type(value).__name__}: fix the value")
+    return value
+
+
+def _str_list(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _err(key, "expected a list of strings: fix the value")
+    return tuple(value)
+
+
+def _str_table(value: Any, key: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise _err(key, "expected a table of strings: fix the value")
+    return tuple(sorted(value.items()))
+
+
+def _opt_level(value: Any, key: str) -> str:
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if text not in OPT_LEVELS:
+        raise _err(key, f"expected one of {', '.join(OPT_LEVELS)}, got {value!r}: fix the value")
+    return str(text)
+
+
+def _unknown(table: dict[str, Any], known: Any, prefix: str) -> None:
+    for key in table:
+        if key not in known:
+            raise _err(f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(known))}): check the spelling")
+
+
+def _member(name: str, raw: Any) -> MemberConfig:
+    prefix = f"members.{name}."
+    if not isinstance(raw, dict):
+        raise _err(f"members.{name}", "expected a table: fix the value")
+    _unknown(raw, _MEMBER_KEYS, prefix)
+    kind = None
+    if "kind" in raw:
+        value = _str(raw["kind"], prefix + "kind")
+        try:
+            kind = MemberKind(value)
+        except ValueError:
+            raise _err(prefix + "kind", f"expected library, service or lambda, got {value!r}: fix the value") from None
+    arch = _str(raw.get("arch", "x86_64"), prefix + "arch")
+    if arch not in LAMBDA_ARCHES:
+        raise _err(prefix + "arch", f"expected x86_64 or arm64, got {arch!r}: fix the value")
+    return MemberConfig(
+        kind=kind,
+        arch=arch,
+        opt_level=_opt_level(raw["opt-level"], prefix + "opt-level") if "opt-level" in raw else None,
+        include=_str_list(raw.get("include", []), prefix + "include"),
+        cargo_extra_args=_str(raw.get("cargo-extra-args", ""), prefix + "cargo-extra-args"),
+        features=_str_list(raw.get("features", []), prefix + "features"),
+        extra_src=_str_list(raw.get("extra-src", []), prefix + "extra-src"),
+        native_build_inputs=_str_list(raw.get("native-build-inputs", []), prefix + "native-build-inputs"),
+        build_inputs=_str_list(raw.get("build-inputs", []), prefix + "build-inputs"),
+        env=_str_table(raw.get("env", {}), prefix + "env"),
+    )
+
+
+def _native(name: str, raw: Any) -> NativeOverride:
+    prefix = f"native.{name}."
+    if not isinstance(raw, dict):
+        raise _err(f"native.{name}", "expected a table: fix the value")
+    _unknown(raw, ("native-build-inputs", "build-inputs", "env", "replace", "reason"), prefix)
+    replace = raw.get("replace", False)
+    if not isinstance(replace, bool):
+        raise _err(prefix + "replace", "expected true or false: fix the value")
+    return NativeOverride(
+        native_build_inputs=_str_list(raw.get("native-build-inputs", []), prefix + "native-build-inputs"),
+        build_inputs=_str_list(raw.get("build-inputs", []), prefix + "build-inputs"),
+        env=_str_table(raw.get("env", {}), prefix + "env"),
+        replace=replace,
+        reason=_str(raw.get("reason", ""), prefix + "reason"),
+    )
+
+
+def parse(data: dict[str, Any]) -> Config:
+    _unknown(data, _TOP_KEYS, "")
+    members_raw = data.get("members", {})
+    if not isinstance(members_raw, dict):
+        raise _err("members", "expected a table of [members.<name>] tables: fix the value")
+    lam = data.get("lambda", {})
+    svc = data.get("services", {})
+    checks = data.get("checks", {})
+    for key, table, known in (("lambda", lam, ("glibc", "opt-level")), ("services", svc, ("opt-level",)), ("checks", checks, ("closure",))):
+        if not isinstance(table, dict):
+            raise _err(key, "expected a table: fix the value")
+        _unknown(table, known, f"{key}.")
+    glibc = _str(lam.get("glibc", "2.26"), "lambda.glibc")
+    parts = glibc.split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise _err("lambda.glibc", f"expected a glibc version like \"2.26\", got {glibc!r}: fix the value")
+    hashes = data.get("git-hashes", {})
+    native = data.get("native", {})
+    if not isinstance(native, dict):
+        raise _err("native", "expected a table of [native.\"crate\"] tables: fix the value")
+    toolchain = _str(data.get("toolchain", "auto"), "toolchain")
+    if toolchain not in ("auto", "nixpkgs", "file"):
+        raise _err("toolchain", f"expected \"nixpkgs\" or \"file\", got {toolchain!r}: fix the value")
+    closure = checks.get("closure", False)
+    if not isinstance(closure, bool):
+        raise _err("checks.closure", "expected true or false: fix the value")
+    systems = _str_list(data.get("systems", list(DEFAULT_SYSTEMS)), "systems")
+    if not systems:
+        raise _err("systems", "must name at least one system: add one, e.g. \"x86_64-linux\"")
+    return Config(
+        systems=tuple(sorted(set(systems))),
+        exclude=tuple(sorted(_str_list(data.get("exclude", []), "exclude"))),
+        members=tuple(sorted((name, _member(name, raw)) for name, raw in members_raw.items())),
+        lambda_glibc=glibc,
+        lambda_opt_level=_opt_level(lam.get("opt-level", 2), "lambda.opt-level"),
+        service_opt_level=_opt_level(svc.get("opt-level", 3), "services.opt-level"),
+        git_hashes=_str_table(hashes, "git-hashes"),
+        native=tuple(sorted((name, _native(name, raw)) for name, raw in native.items())),
+        toolchain=toolchain,
+        checks_closure=closure,
+        exists=True,
+    )
+
+
+def load(root: Path) -> Config:
+    path = root / FILENAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Config()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{FILENAME}: not valid UTF-8: save it as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{FILENAME}: invalid TOML: {exc}: fix the syntax") from None
+    return parse(data)
+
+
+def check_against(config: Config, ws: Workspace) -> None:
+    """Every member named in nixcrate.toml must exist in the workspace."""
+    names = set(ws.member_names)
+    for name in config.exclude:
+        if name not in names:
+            raise _err("exclude", f"'{name}' is not a workspace member: fix the name or remove it")
+    for name, member in config.members:
+        if name not in names and member != MemberConfig():
+            raise _err(f"members.{name}", f"'{name}' is not a workspace member: fix the name or remove the table")
+
+
+def render_initial(ws: Workspace, kinds: dict[str, MemberKind]) -> str:
+    """The first nixcrate.toml: every setting commented out at its default, every member listed."""
+    lines = [
+        "# nixcrate.toml: settings for the flake nixcrate generates from this workspace.",
+        "# Yours to edit: nixcrate reads it on every run and never rewrites it.",
+        "# After a change, run 'nixcrate init' to regenerate flake.nix.",
+        "",
+        "# Systems the flake has packages for.",
+        f"# systems = [{', '.join(repr(s).replace(chr(39), chr(34)) for s in DEFAULT_SYSTEMS)}]",
+        "",
+        "# Members to leave out of the flake entirely.",
+        "# exclude = []",
+        "",
+        "[services]",
+        "# opt-level = 3",
+        "",
+        "[lambda]",
+        "# glibc the handlers link against (Amazon Linux 2: 2.26; AL2023 is newer and also runs it).",
+        '# glibc = "2.26"',
+        "# opt-level = 2",
+        "",
+        "# One table per member. The kind nixcrate detected is shown; set `kind` to override it.",
+        "# Keys: kind, arch (handlers: x86_64 | arm64), opt-level, include (files added to bootstrap.zip),",
+        "#       features, cargo-extra-args, extra-src, native-build-inputs, build-inputs, env.",
+    ]
+    for name in ws.member_names:
+        lines += ["", f"[members.{_toml_key(name)}]", f'# kind = "{kinds[name].value}"  (detected)']
+    lines += [
+        "",
+        "# Output hashes of git dependencies, keyed by the exact source in Cargo.lock.",
+        "[git-hashes]",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _toml_key(name: str) -> str:
+    bare = all(ch.isalnum() or ch in "-_" for ch in name) and name.isascii()
+    return name if bare else f'"{name}"'

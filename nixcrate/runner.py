@@ -1,0 +1,108 @@
+"""The only module that starts processes.
+
+`run` echoes `$ cmd` (when verbose), wraps subprocess.run and raises typed errors:
+ToolNotFound when the program is missing, CommandFailed with the tail of stderr.
+`popen` is for the streaming case (`nix build --log-format internal-json`).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from typing import TYPE_CHECKING
+
+from nixcrate.errors import CommandFailed, ToolNotFound
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+
+VERBOSE = False
+
+# How to install each tool nixcrate may run, for the ToolNotFound message.
+INSTALL_HINTS = {
+    "nix": "install Nix (https://nixos.org/download) or 'apt-get install nix-bin'",
+    "nix-instantiate": "install Nix (https://nixos.org/download) or 'apt-get install nix-bin'",
+    "cargo": "install Rust with rustup (https://rustup.rs)",
+    "cargo-zigbuild": "'pip install cargo-zigbuild ziglang'",
+    "git": "install git",
+}
+
+
+def _echo(argv: Sequence[str]) -> None:
+    if VERBOSE:
+        from nixcrate.console import err  # noqa: PLC0415 - rich only when echoing
+
+        err.print(f"[dim]$ {shlex.join(argv)}[/dim]")
+
+
+def which(program: str) -> str:
+    found = shutil.which(program)
+    if found is None:
+        hint = INSTALL_HINTS.get(program, f"install {program}")
+        raise ToolNotFound(f"{program}: not found on PATH: {hint}")
+    return found
+
+
+def tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    input_text: str | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run argv to completion, capturing text output. Raises CommandFailed when check."""
+    argv = list(argv)
+    _echo(argv)
+    full_env = None if env is None else {**os.environ, **env}
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            input=input_text,
+            check=False,
+            timeout=timeout,
+        )
+    except FileNotFoundError:
+        which(argv[0])  # raises ToolNotFound with the install hint
+        raise
+    if check and proc.returncode != 0:
+        raise CommandFailed(argv, proc.returncode, tail(proc.stderr or proc.stdout))
+    return proc
+
+
+def popen(
+    argv: Sequence[str],
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    """Start argv with stderr piped as text lines (nix writes its JSON log there)."""
+    argv = list(argv)
+    _echo(argv)
+    full_env = None if env is None else {**os.environ, **env}
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # Ctrl-C is ours to forward, so nix gets one clean SIGINT
+        )
+    except FileNotFoundError:
+        which(argv[0])
+        raise

@@ -1,0 +1,539 @@
+"""Cargo.toml + Cargo.lock -> Workspace, offline and without cargo.
+
+Parsed once, here, into frozen dataclasses; nothing past this module sees a raw dict.
+Follows cargo's own rules where a flake depends on them: member globs and `exclude`,
+`workspace.package` / `workspace.dependencies` inheritance, target auto-discovery
+(`src/lib.rs`, `src/main.rs`, `src/bin/*`), `build.rs`, path dependencies that are
+not members, lockfile versions 3 and 4.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from nixcrate.errors import LockfileError, ManifestError, WorkspaceError
+
+LAMBDA_RUNTIME_CRATES = frozenset({"lambda_runtime", "lambda_http", "lambda_extension"})
+
+# What cargo accepts in a package name (it also rejects a leading digit for new packages,
+# but old crates exist): anything else cannot be a cargo package or a Nix attribute we emit.
+_CARGO_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+_DEP_TABLES = ("dependencies", "build-dependencies", "dev-dependencies")
+_DEP_KIND = {"dependencies": "normal", "build-dependencies": "build", "dev-dependencies": "dev"}
+
+
+class MemberKind(enum.Enum):
+    LIBRARY = "library"
+    SERVICE = "service"
+    LAMBDA = "lambda"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    path: PurePosixPath  # relative to the crate directory
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    name: str  # the package name (after `package = "..."` renames)
+    kind: str  # normal | build | dev
+    path: PurePosixPath | None  # crate directory relative to the workspace root, for path deps
+    git: str | None
+    optional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Crate:
+    """A crate whose source is in the tree: a workspace member or a path dependency."""
+
+    name: str
+    version: str
+    path: PurePosixPath  # crate directory relative to the workspace root ("." for the root)
+    is_member: bool
+    lib: Target | None
+    bins: tuple[Target, ...]
+    build_script: PurePosixPath | None
+    deps: tuple[Dependency, ...]
+    # True when the manifest names a target itself ([lib] or [[bin]]). Cargo then loads the
+    # manifest even when the sources are absent; otherwise a filtered source needs a stub.
+    declares_target: bool
+    autolib: bool
+    links: str | None
+
+    @property
+    def manifest(self) -> PurePosixPath:
+        return self.path / "Cargo.toml"
+
+    @property
+    def direct_dep_names(self) -> frozenset[str]:
+        return frozenset(d.name for d in self.deps)
+
+    def natural_kind(self) -> MemberKind:
+        """The kind nixcrate infers before nixcrate.toml overrides."""
+        normal = {d.name for d in self.deps if d.kind == "normal"}
+        if self.bins and normal & LAMBDA_RUNTIME_CRATES:
+            return MemberKind.LAMBDA
+        if self.bins:
+            return MemberKind.SERVICE
+        return MemberKind.LIBRARY
+
+
+@dataclass(frozen=True, slots=True)
+class LockPackage:
+    name: str
+    version: str
+    source: str | None
+    checksum: str | None
+    dependencies: tuple[str, ...]  # "name", "name version" or "name version (source)"
+
+    @property
+    def is_git(self) -> bool:
+        return bool(self.source and self.source.startswith("git+"))
+
+    @property
+    def is_path(self) -> bool:
+        return self.source is None
+
+    @property
+    def key(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lockfile:
+    version: int
+    packages: tuple[LockPackage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    root: Path
+    crates: tuple[Crate, ...]  # every in-tree crate, sorted by path
+    member_names: tuple[str, ...]  # sorted
+    default_members: tuple[str, ...]
+    lock: Lockfile
+    cargo_configs: tuple[PurePosixPath, ...]  # .cargo/config.toml files at the root
+    toolchain_file: PurePosixPath | None
+    warnings: tuple[str, ...] = field(default=())
+    explicit_members: bool = False
+
+    @property
+    def members(self) -> tuple[Crate, ...]:
+        return tuple(c for c in self.crates if c.is_member)
+
+    def crate(self, name: str) -> Crate:
+        for c in self.crates:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_toml(path: Path, display: str) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(f"{display}: not found: run nixcrate in a Cargo workspace, or pass its directory") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{display}: is a directory, not a file: remove it or point nixcrate at the workspace root") from None
+    except OSError as exc:
+        raise ManifestError(f"{display}: cannot read ({exc.strerror}): fix its permissions") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{display}: not valid UTF-8 (byte {exc.start}): save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message ends with "(at line L, column C)"; keep it, it is what the user needs.
+        raise ManifestError(f"{display}: invalid TOML: {exc}: fix the syntax (cargo would reject it too)") from None
+
+
+def _rel(root: Path, path: Path) -> PurePosixPath:
+    rel = path.relative_to(root)
+    return PurePosixPath(rel.as_posix()) if str(rel) != "." else PurePosixPath(".")
+
+
+def _norm(p: PurePosixPath) -> PurePosixPath:
+    """Collapse `a/../b` and `./a` lexically, as cargo does for member and path entries."""
+    parts: list[str] = []
+    for part in p.parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts and parts[-1] != "..":
+                parts.pop()
+            else:
+                parts.append("..")
+        else:
+            parts.append(part)
+    return PurePosixPath(*parts) if parts else PurePosixPath(".")
+
+
+def _join(base: PurePosixPath, rel: str) -> PurePosixPath:
+    return _norm(base / rel)
+
+
+def _expand_members(root: Path, patterns: list[str], display: str) -> tuple[list[PurePosixPath], list[str]]:
+    """Member directories (relative) and warnings, following cargo's glob rules."""
+    found: list[PurePosixPath] = []
+    warnings: list[str] = []
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise ManifestError(f"{display}: workspace.members must be a list of strings: fix the entry {pattern!r}")
+        if any(ch in pattern for ch in "*?["):
+            matches = sorted(p for p in root.glob(pattern) if p.is_dir() and p.name != "target")
+            if not matches:
+                # cargo accepts a glob that matches nothing (an empty folder is not even in git), so we warn.
+                warnings.append(f"{display}: member glob '{pattern}' matches no directory: remove it from workspace.members if it is stale")
+            found.extend(_rel(root, m) for m in matches)
+        else:
+            rel = _join(PurePosixPath("."), pattern)
+            if rel.parts and rel.parts[0] == "..":
+                raise WorkspaceError(
+                    f"{display}: member '{pattern}' is outside the workspace root: a flake only sees files under {root.name}/, move the crate inside"
+                )
+            found.append(rel)
+    return found, warnings
+
+
+def _is_excluded(path: PurePosixPath, excludes: list[PurePosixPath]) -> bool:
+    return any(path == ex or ex in path.parents for ex in excludes)
+
+
+# --------------------------------------------------------------------------- crates
+
+
+def _inherit(value: Any, key: str, ws_package: dict[str, Any], display: str) -> Any:
+    if isinstance(value, dict) and value.get("workspace") is True:
+        if key not in ws_package:
+            raise ManifestError(
+                f"{display}: package.{key} inherits from the workspace but workspace.package.{key} is not set: add it to the root Cargo.toml"
+            )
+        return ws_package[key]
+    return value
+
+
+def _dep_entries(manifest: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(table, key, spec) for every dependency table, including target.'cfg'.* tables."""
+    out: list[tuple[str, str, Any]] = []
+    tables: list[dict[str, Any]] = [manifest]
+    targets = manifest.get("target")
+    if isinstance(targets, dict):
+        tables.extend(t for t in targets.values() if isinstance(t, dict))
+    for table in tables:
+        for name in _DEP_TABLES:
+            # cargo still accepts the old underscore spellings
+            section = table.get(name, table.get(name.replace("-", "_"), {}))
+            if isinstance(section, dict):
+                out.extend((name, key, spec) for key, spec in section.items())
+    return out
+
+
+def _parse_dep(
+    key: str,
+    spec: Any,
+    table: str,
+    crate_dir: PurePosixPath,
+    ws_deps: dict[str, Any],
+    display: str,
+) -> Dependency:
+    base_dir = crate_dir
+    if isinstance(spec, dict) and spec.get("workspace") is True:
+        if key not in ws_deps:
+            raise ManifestError(
+                f"{display}: dependency '{key}' has workspace = true but the root Cargo.toml has no workspace.dependencies.{key}: add it there"
+            )
+        inherited = ws_deps[key]
+        inherited = {"version": inherited} if isinstance(inherited, str) else dict(inherited)
+        extra = {k: v for k, v in spec.items() if k != "workspace"}
+        merged = {**inherited, **extra}
+        if "features" in inherited and "features" in extra:
+            merged["features"] = [*inherited["features"], *extra["features"]]
+        spec = merged
+        base_dir = PurePosixPath(".")  # workspace.dependencies paths are relative to the root
+    if isinstance(spec, str):
+        return Dependency(key, _DEP_KIND[table], None, None, optional=False)
+    if not isinstance(spec, dict):
+        raise ManifestError(f"{display}: dependency '{key}' must be a version string or a table: fix its entry")
+    name = spec.get("package", key)
+    path = spec.get("path")
+    return Dependency(
+        name=str(name),
+        kind=_DEP_KIND[table],
+        path=_join(base_dir, path) if isinstance(path, str) else None,
+        git=spec.get("git") if isinstance(spec.get("git"), str) else None,
+        optional=bool(spec.get("optional", False)),
+    )
+
+
+def _discover_targets(
+    crate_dir: Path, manifest: dict[str, Any], package: dict[str, Any], name: str
+) -> tuple[Target | None, tuple[Target, ...], bool, bool]:
+    lib_section = manifest.get("lib")
+    autolib = package.get("autolib", True) is not False
+    lib: Target | None = None
+    if isinstance(lib_section, dict):
+        lib = Target(str(lib_section.get("name", name.replace("-", "_"))), PurePosixPath(lib_section.get("path", "src/lib.rs")))
+    elif autolib and (crate_dir / "src" / "lib.rs").is_file():
+        lib = Target(name.replace("-", "_"), PurePosixPath("src/lib.rs"))
+
+    bins: dict[str, Target] = {}
+    autobins = package.get("autobins", True) is not False
+    if autobins:
+        if (crate_dir / "src" / "main.rs").is_file():
+            bins[name] = Target(name, PurePosixPath("src/main.rs"))
+        bin_dir = crate_dir / "src" / "bin"
+        if bin_dir.is_dir():
+            for entry in sorted(bin_dir.iterdir()):
+                if entry.is_file() and entry.suffix == ".rs":
+                    bins[entry.stem] = Target(entry.stem, PurePosixPath("src/bin") / entry.name)
+                elif entry.is_dir() and (entry / "main.rs").is_file():
+                    bins[entry.name] = Target(entry.name, PurePosixPath("src/bin") / entry.name / "main.rs")
+    declared = manifest.get("bin", [])
+    if isinstance(declared, list):
+        for b in declared:
+            if not isinstance(b, dict) or "name" not in b:
+                continue
+            bname = str(b["name"])
+            if "path" in b:
+                bpath = PurePosixPath(str(b["path"]))
+            elif bname in bins:
+                bpath = bins[bname].path
+            elif bname == name and (crate_dir / "src" / "main.rs").is_file():
+                bpath = PurePosixPath("src/main.rs")
+            elif (crate_dir / "src" / "bin" / bname / "main.rs").is_file():
+                bpath = PurePosixPath("src/bin") / bname / "main.rs"
+            else:
+                bpath = PurePosixPath("src/bin") / f"{bname}.rs"
+            bins[bname] = Target(bname, bpath)
+    declares = isinstance(lib_section, dict) or bool(declared)
+    return lib, tuple(sorted(bins.values(), key=lambda t: t.name)), declares, autolib
+
+
+def _build_script(crate_dir: Path, package: dict[str, Any]) -> PurePosixPath | None:
+    build = package.get("build")
+    if build is False:
+        return None
+    if isinstance(build, str):
+        return PurePosixPath(build)
+    return PurePosixPath("build.rs") if (crate_dir / "build.rs").is_file() else None
+
+
+def _read_crate(
+    root: Path,
+    rel: PurePosixPath,
+    *,
+    is_member: bool,
+    ws_package: dict[str, Any],
+    ws_deps: dict[str, Any],
+    manifest: dict[str, Any] | None = None,
+) -> Crate:
+    crate_dir = root / rel
+    display = str(rel / "Cargo.toml") if str(rel) != "." else "Cargo.toml"
+    if manifest is None:
+        if not (crate_dir / "Cargo.toml").is_file():
+            what = "workspace member" if is_member else "path dependency"
+            raise ManifestError(
+                f"{display}: not found, but {rel} is a {what}: add its Cargo.toml, or remove it from workspace.members"
+                if is_member
+                else f"{display}: not found, but {rel} is a {what}: fix the dependency's path"
+            )
+        manifest = _read_toml(crate_dir / "Cargo.toml", display)
+    package = manifest.get("package", manifest.get("project"))
+    if not isinstance(package, dict):
+        raise ManifestError(f"{display}: has no [package] section: a workspace member must be a package (add [package] name and version)")
+    name = package.get("name")
+    if not isinstance(name, str) or not name:
+        raise ManifestError(f"{display}: package.name is missing: add name = \"...\" under [package]")
+    if not _CARGO_NAME.match(name):
+        raise ManifestError(
+            f"{display}: package name '{name}' has characters cargo does not allow (only letters, digits, '-' and '_'): rename the package"
+        )
+    version = _inherit(package.get("version", "0.0.0"), "version", ws_package, display)
+    lib, bins, declares, autolib = _discover_targets(crate_dir, manifest, package, name)
+    deps = tuple(
+        sorted(
+            (_parse_dep(key, spec, table, rel, ws_deps, display) for table, key, spec in _dep_entries(manifest)),
+            key=lambda d: (d.name, d.kind, str(d.path)),
+        )
+    )
+    links = package.get("links")
+    return Crate(
+        name=name,
+        version=str(version),
+        path=rel,
+        is_member=is_member,
+        lib=lib,
+        bins=bins,
+        build_script=_build_script(crate_dir, package),
+        deps=deps,
+        declares_target=declares,
+        autolib=autolib,
+        links=links if isinstance(links, str) else None,
+    )
+
+
+# --------------------------------------------------------------------------- lockfile
+
+
+def read_lockfile(path: Path, display: str = "Cargo.lock") -> Lockfile:
+    if not path.is_file():
+        raise LockfileError(f"{display}: not found: run 'cargo generate-lockfile' and commit Cargo.lock (a flake needs it to vendor crates)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise LockfileError(f"{display}: not valid UTF-8: regenerate it with 'cargo generate-lockfile'") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LockfileError(f"{display}: invalid TOML: {exc}: regenerate it with 'cargo generate-lockfile'") from None
+    version = data.get("version")
+    if version is None:
+        raise LockfileError(
+            f"{display}: lockfile version 1 or 2 is too old: run 'cargo update -w' with cargo 1.53 or newer to write version 3"
+        )
+    if version not in (3, 4):
+        raise LockfileError(f"{display}: lockfile version {version} is not supported (3 and 4 are): regenerate it with a current cargo")
+    packages = []
+    for entry in data.get("package", []):
+        if not isinstance(entry, dict) or "name" not in entry or "version" not in entry:
+            raise LockfileError(f"{display}: a [[package]] entry has no name or version: regenerate it with 'cargo generate-lockfile'")
+        packages.append(
+            LockPackage(
+                name=str(entry["name"]),
+                version=str(entry["version"]),
+                source=entry.get("source"),
+                checksum=entry.get("checksum"),
+                dependencies=tuple(str(d) for d in entry.get("dependencies", [])),
+            )
+        )
+    packages.sort(key=lambda p: (p.name, p.version, p.source or ""))
+    return Lockfile(version=int(version), packages=tuple(packages))
+
+
+def _check_lock_current(lock: Lockfile, crates: tuple[Crate, ...], display: str) -> None:
+    """Cargo.lock must know every in-tree crate and every dependency the manifests name."""
+    locked = {(p.name, p.version) for p in lock.packages}
+    names = {p.name for p in lock.packages}
+    for c in crates:
+        if (c.name, c.version) not in locked:
+            raise LockfileError(
+                f"{display}: has no entry for {c.name} {c.version} ({c.manifest}): it is older than the manifests, run 'cargo update -w'"
+            )
+        for d in c.deps:
+            if d.name not in names and not d.optional:
+                raise LockfileError(
+                    f"{display}: has no entry for '{d.name}', a dependency of {c.name}: it is older than the manifests, run 'cargo update -w'"
+                )
+
+
+# --------------------------------------------------------------------------- workspace
+
+
+def load(root: Path) -> Workspace:
+    """Read the workspace at root: Cargo.toml (and members), Cargo.lock."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise ManifestError(f"{root}: not a directory: pass the workspace directory that holds Cargo.toml")
+    top = _read_toml(root / "Cargo.toml", "Cargo.toml")
+    ws = top.get("workspace")
+    has_package = isinstance(top.get("package"), dict)
+    if ws is None and not has_package:
+        raise ManifestError("Cargo.toml: neither [workspace] nor [package]: point nixcrate at the root of a Cargo workspace or package")
+    if ws is not None and not isinstance(ws, dict):
+        raise ManifestError("Cargo.toml: [workspace] must be a table: fix its syntax")
+    ws = ws or {}
+    ws_package = ws.get("package", {}) if isinstance(ws.get("package", {}), dict) else {}
+    ws_deps = ws.get("dependencies", {}) if isinstance(ws.get("dependencies", {}), dict) else {}
+
+    raw_members = ws.get("members", [])
+    if not isinstance(raw_members, list):
+        raise ManifestError("Cargo.toml: workspace.members must be a list of paths: fix its syntax")
+    member_dirs, warnings = _expand_members(root, raw_members, "Cargo.toml")
+    excludes = [_join(PurePosixPath("."), e) for e in ws.get("exclude", []) if isinstance(e, str)]
+    member_dirs = [m for m in member_dirs if not _is_excluded(m, excludes) or m == PurePosixPath(".")]
+    if has_package:
+        member_dirs.insert(0, PurePosixPath("."))
+    seen: set[PurePosixPath] = set()
+    ordered: list[PurePosixPath] = []
+    for m in member_dirs:
+        if m not in seen:
+            seen.add(m)
+            ordered.append(m)
+
+    crates: dict[PurePosixPath, Crate] = {}
+    for rel in ordered:
+        crates[rel] = _read_crate(
+            root,
+            rel,
+            is_member=True,
+            ws_package=ws_package,
+            ws_deps=ws_deps,
+            manifest=top if rel == PurePosixPath(".") else None,
+        )
+
+    # Path dependencies that are not members: read them too (their own path deps as well).
+    pending = [d for c in crates.values() for d in c.deps if d.path is not None]
+    while pending:
+        dep = pending.pop()
+        assert dep.path is not None
+        if dep.path in crates:
+            continue
+        if dep.path.parts and dep.path.parts[0] == "..":
+            owner = next(c for c in crates.values() if dep in c.deps)
+            raise WorkspaceError(
+                f"{owner.manifest}: path dependency '{dep.name}' ({dep.path}) is outside the workspace root: "
+                "a flake only sees files under its own directory, move the crate into the workspace or use a git/registry dependency"
+            )
+        if not (root / dep.path / "Cargo.toml").is_file():
+            owner = next(c for c in crates.values() if dep in c.deps)
+            raise ManifestError(f"{owner.manifest}: path dependency '{dep.name}' points at {dep.path}, which has no Cargo.toml: fix the path")
+        crate = _read_crate(root, dep.path, is_member=False, ws_package=ws_package, ws_deps=ws_deps)
+        crates[dep.path] = crate
+        pending.extend(d for d in crate.deps if d.path is not None)
+
+    ordered_crates = tuple(sorted(crates.values(), key=lambda c: c.path.as_posix()))
+    by_name: dict[str, Crate] = {}
+    for c in ordered_crates:
+        if c.name in by_name:
+            other = by_name[c.name]
+            raise WorkspaceError(
+                f"{c.manifest}: package name '{c.name}' is also used by {other.manifest}: package names must be unique in a workspace, rename one"
+            )
+        by_name[c.name] = c
+
+    lock = read_lockfile(root / "Cargo.lock")
+    _check_lock_current(lock, ordered_crates, "Cargo.lock")
+
+    members = tuple(sorted(c.name for c in ordered_crates if c.is_member))
+    defaults: list[str] = []
+    for d in ws.get("default-members", []):
+        rel = _join(PurePosixPath("."), d) if isinstance(d, str) else None
+        if rel in crates:
+            defaults.append(crates[rel].name)
+    configs = tuple(
+        PurePosixPath(".cargo") / n for n in ("config.toml", "config") if (root / ".cargo" / n).is_file()
+    )
+    toolchain = next(
+        (PurePosixPath(n) for n in ("rust-toolchain.toml", "rust-toolchain") if (root / n).is_file()),
+        None,
+    )
+    return Workspace(
+        root=root,
+        crates=ordered_crates,
+        member_names=members,
+        default_members=tuple(sorted(defaults)),
+        lock=lock,
+        cargo_configs=configs,
+        toolchain_file=toolchain,
+        warnings=tuple(warnings),
+        explicit_members=any(not any(ch in m for ch in "*?[") for m in raw_members if isinstance(m, str)),
+    )
