@@ -29,7 +29,6 @@ OPT_LEVELS = ("0", "1", "2", "3", "s", "z")
 class MemberConfig:
     kind: MemberKind | None = None
     arch: str = "x86_64"
-    opt_level: str | None = None
     include: tuple[str, ...] = ()
     cargo_extra_args: str = ""
     features: tuple[str, ...] = ()
@@ -55,7 +54,7 @@ class Config:
     members: tuple[tuple[str, MemberConfig], ...] = ()
     lambda_glibc: str = "2.26"
     lambda_opt_level: str = "2"
-    service_opt_level: str = "3"
+    service_opt_level: str | None = None  # None: the workspace profile decides
     git_hashes: tuple[tuple[str, str], ...] = ()
     native: tuple[tuple[str, NativeOverride], ...] = ()
     toolchain: str = "auto"  # auto | nixpkgs | file
@@ -71,7 +70,6 @@ class Config:
 _MEMBER_KEYS = {
     "kind": "one of library, service, lambda",
     "arch": "x86_64 or arm64 (Lambda handlers)",
-    "opt-level": "0-3, s or z",
     "include": "list of paths added to bootstrap.zip",
     "cargo-extra-args": "string",
     "features": "list of feature names",
@@ -136,7 +134,6 @@ def _member(name: str, raw: Any) -> MemberConfig:
     return MemberConfig(
         kind=kind,
         arch=arch,
-        opt_level=_opt_level(raw["opt-level"], prefix + "opt-level") if "opt-level" in raw else None,
         include=_str_list(raw.get("include", []), prefix + "include"),
         cargo_extra_args=_str(raw.get("cargo-extra-args", ""), prefix + "cargo-extra-args"),
         features=_str_list(raw.get("features", []), prefix + "features"),
@@ -199,7 +196,7 @@ def parse(data: dict[str, Any]) -> Config:
         members=tuple(sorted((name, _member(name, raw)) for name, raw in members_raw.items())),
         lambda_glibc=glibc,
         lambda_opt_level=_opt_level(lam.get("opt-level", 2), "lambda.opt-level"),
-        service_opt_level=_opt_level(svc.get("opt-level", 3), "services.opt-level"),
+        service_opt_level=_opt_level(svc["opt-level"], "services.opt-level") if "opt-level" in svc else None,
         git_hashes=_str_table(hashes, "git-hashes"),
         native=tuple(sorted((name, _native(name, raw)) for name, raw in native.items())),
         toolchain=toolchain,
@@ -248,7 +245,7 @@ def render_initial(ws: Workspace, kinds: dict[str, MemberKind]) -> str:
         "# exclude = []",
         "",
         "[services]",
-        "# opt-level = 3",
+        "# opt-level = 3  (unset: the workspace's own [profile.release] decides)",
         "",
         "[lambda]",
         "# glibc the handlers link against (Amazon Linux 2: 2.26; AL2023 is newer and also runs it).",
@@ -256,7 +253,7 @@ def render_initial(ws: Workspace, kinds: dict[str, MemberKind]) -> str:
         "# opt-level = 2",
         "",
         "# One table per member. The kind nixcrate detected is shown; set `kind` to override it.",
-        "# Keys: kind, arch (handlers: x86_64 | arm64), opt-level, include (files added to bootstrap.zip),",
+        "# Keys: kind, arch (handlers: x86_64 | arm64), include (files added to bootstrap.zip),",
         "#       features, cargo-extra-args, extra-src, native-build-inputs, build-inputs, env.",
     ]
     for name in ws.member_names:

@@ -1,0 +1,149 @@
+"""Command line: parse, call one function, print, exit.
+
+User errors (NixcrateError) print one red line (plus an optional hint) and exit with
+their code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from nixcrate import __version__
+from nixcrate.errors import Interrupted, NixcrateError
+
+if TYPE_CHECKING:
+    from nixcrate.generate import InitResult
+
+
+# Commands in their own modules, imported only when used: `init` must start fast.
+LAZY_COMMANDS = {
+    "build": ("nixcrate.cli_build", "build_command"),
+    "lambda": ("nixcrate.cli_lambda", "lambda_group"),
+    "ci": ("nixcrate.cli_ci", "ci_command"),
+    "hashes": ("nixcrate.cli_hashes", "hashes_command"),
+}
+
+
+class NixcrateGroup(click.Group):
+    """A click group that turns NixcrateError into one line and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        import importlib.util  # noqa: PLC0415
+
+        lazy = [name for name, (module, _) in LAZY_COMMANDS.items() if importlib.util.find_spec(module) is not None]
+        return sorted({*super().list_commands(ctx), *lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            import importlib  # noqa: PLC0415
+
+            module, attr = LAZY_COMMANDS[cmd_name]
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+                return None
+            self.add_command(getattr(mod, attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NixcrateError as exc:
+            _print_error(exc)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _print_error(Interrupted("interrupted: nothing was left half-written"))
+            ctx.exit(130)
+
+
+def _print_error(exc: NixcrateError) -> None:
+    from nixcrate.console import err  # noqa: PLC0415
+
+    err.print(f"[bold red]error:[/bold red] {exc.message}", soft_wrap=True)
+    if exc.hint:
+        err.print(f"[dim]hint:[/dim] {exc.hint}", soft_wrap=True)
+
+
+@click.group(cls=NixcrateGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nixcrate")
+@click.option("-v", "--verbose", is_flag=True, help="Echo every command nixcrate runs.")
+def cli(verbose: bool) -> None:
+    """Turn a Rust Cargo workspace into a fast, cache-friendly crane flake."""
+    from nixcrate import runner  # noqa: PLC0415
+
+    runner.VERBOSE = verbose
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when flake.nix is out of date (for CI).")
+@click.option("--force", is_flag=True, help="Replace a generated file you edited (a .bak copy is kept).")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too (e.g. a git dependency without a hash).")
+def init(directory: Path, check: bool, force: bool, strict: bool) -> None:
+    """Generate flake.nix (and nixcrate.toml on the first run) for the workspace in DIRECTORY."""
+    from nixcrate.generate import run_init  # noqa: PLC0415
+
+    result = run_init(directory, check=check, force=force)
+    _print_init(result, check=check)
+    if strict and result.warnings:
+        raise NixcrateError(f"{len(result.warnings)} warning(s) and --strict was given: fix them, or drop --strict")
+
+
+def _print_init(result: InitResult, *, check: bool) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    from nixcrate.console import err, out  # noqa: PLC0415
+    from nixcrate.workspace import MemberKind  # noqa: PLC0415
+
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+    if check:
+        out.print("flake.nix is up to date with the workspace")
+        return
+    for path, action in result.actions:
+        out.print(f"{action:>9}  {path}")
+    table = Table(title=None, box=None, show_header=True, pad_edge=False)
+    table.add_column("kind")
+    table.add_column("members", justify="right")
+    table.add_column("outputs")
+    outputs = {
+        MemberKind.SERVICE: [o.name for o in result.context.services],
+        MemberKind.LAMBDA: [o.name for o in result.context.lambdas],
+        MemberKind.LIBRARY: [],
+    }
+    for kind in (MemberKind.SERVICE, MemberKind.LAMBDA, MemberKind.LIBRARY):
+        names = result.classified.of(kind)
+        shown = ", ".join(outputs[kind][:6]) + (" …" if len(outputs[kind]) > 6 else "")
+        table.add_row(kind.value, str(len(names)), shown or "-")
+    if result.classified.excluded:
+        table.add_row("excluded", str(len(result.classified.excluded)), ", ".join(result.classified.excluded))
+    out.print(table)
+    services = result.report.services
+    if services.members:
+        out.print(
+            f"services' closure: {len(services.crates)} third-party crates, "
+            f"{len(result.report.shared_by_services)} shared by two or more services "
+            f"({result.report.shared_share:.0%}), compiled once in deployCargoArtifacts"
+        )
+    if result.report.lambdas.members:
+        out.print(f"handlers' closure: {len(result.report.lambdas.crates)} third-party crates, compiled once in lambdaDeployCargoArtifacts")
+    for closure_name, applied in result.native_applied:
+        for line in applied:
+            out.print(f"native ({closure_name}): {line}")
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="nixcrate", standalone_mode=True)
+    except KeyboardInterrupt:  # pragma: no cover - outside click's invoke
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,429 @@
+"""Workspace -> FlakeContext -> flake.nix.
+
+`build_context` makes every decision (which outputs, which files each source holds,
+which cargo commands each closure runs); the template only lays the result out.
+The cargo command lines are shared text: the same strings go into the flake and into
+the tests that run them for real, so what is measured is what Nix will run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nixcrate import closure as closure_mod
+from nixcrate.errors import WorkspaceError
+from nixcrate.workspace import Crate, MemberKind
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import PurePosixPath
+
+    from nixcrate.config import Config
+    from nixcrate.workspace import Workspace
+
+# Files nixcrate writes or that describe CI: never part of a package's source.
+GENERATED = ("flake.nix", "flake.lock", "nixcrate.toml", ".github")
+
+SERVICE_CLOSURE = "deployCargoArtifacts"
+LAMBDA_CLOSURE = "lambdaDeployCargoArtifacts"
+LAMBDA_PREFIX = "deploy-lambda-"
+
+_NIX_KEYWORDS = frozenset({"if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"})
+_NIX_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
+_NIX_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._+-]+$")
+
+
+# --------------------------------------------------------------------------- Nix syntax
+
+
+def nix_str(value: str) -> str:
+    """A Nix double-quoted string literal."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
+    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return f'"{escaped}"'
+
+
+def nix_attr(name: str) -> str:
+    """An attribute name: bare when Nix allows it, quoted otherwise (`"2fa"`, `"in"`)."""
+    return name if _NIX_ID.match(name) and name not in _NIX_KEYWORDS else nix_str(name)
+
+
+def nix_path(rel: PurePosixPath | str) -> str:
+    """A path literal relative to the flake (`./crates/api`), or `(./. + "/odd dir")`."""
+    text = str(rel)
+    if text in ("", "."):
+        return "./."
+    if all(_NIX_PATH_SEGMENT.match(seg) for seg in text.split("/")):
+        return f"./{text}"
+    return f"(./. + {nix_str('/' + text)})"
+
+
+def nix_list(items: Iterable[str], indent: int) -> str:
+    """A Nix list of already-rendered items: `[ ]` when empty, one item a line otherwise."""
+    items = list(items)
+    if not items:
+        return "[ ]"
+    pad = " " * (indent + 2)
+    return "[\n" + "".join(f"{pad}{item}\n" for item in items) + " " * indent + "]"
+
+
+def nix_attrs(pairs: Iterable[tuple[str, str]], indent: int) -> str:
+    """A Nix attribute set of (rendered name, rendered value): `{ }` when empty."""
+    pairs = list(pairs)
+    if not pairs:
+        return "{ }"
+    pad = " " * (indent + 2)
+    return "{\n" + "".join(f"{pad}{k} = {v};\n" for k, v in pairs) + " " * indent + "}"
+
+
+def nix_indented(text: str, indent: int) -> str:
+    """Body of a Nix '' string: escaped, each line indented; ends with a newline."""
+    escaped = text.replace("''", "'''").replace("${", "''${")
+    pad = " " * indent
+    lines = escaped.rstrip("\n").split("\n")
+    return "".join((pad + line if line else "") + "\n" for line in lines)
+
+
+# --------------------------------------------------------------------------- context
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    attr: str  # rendered attribute name
+    name: str  # output name as the user types it
+    pname: str
+    version: str
+    cargo_extra_args: str
+    crates: tuple[str, ...]  # fileset expressions of the crate directories compiled
+    stubs: tuple[str, ...]  # target files to create for manifests whose sources are left out
+    member: str
+    comment: str = ""
+    # Lambda handlers only
+    build_command: str = ""
+    install_shell: str = ""
+    check_shell: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClosureContext:
+    attr: str
+    pname: str
+    commands: str  # cargo command lines, one per member
+    members: tuple[str, ...]
+    native_build_inputs: tuple[str, ...]
+    build_inputs: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]  # (name, Nix expression)
+    prebuild: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FlakeContext:
+    description: str
+    systems: tuple[str, ...]
+    manifests: tuple[str, ...]  # fileset expressions every source includes
+    git_hashes: tuple[tuple[str, str], ...]  # (rendered key, rendered value)
+    services: tuple[Output, ...]
+    lambdas: tuple[Output, ...]
+    service_closure: ClosureContext | None
+    lambda_closure: ClosureContext | None
+    dev_packages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """Members after nixcrate.toml: kind per member, the excluded ones dropped."""
+
+    kinds: tuple[tuple[str, MemberKind], ...]
+    excluded: tuple[str, ...]
+
+    def of(self, kind: MemberKind) -> tuple[str, ...]:
+        return tuple(n for n, k in self.kinds if k is kind)
+
+
+def classify(ws: Workspace, config: Config) -> Classified:
+    kinds = []
+    for crate in ws.members:
+        if crate.name in config.exclude:
+            continue
+        override = config.member(crate.name).kind
+        kind = override or crate.natural_kind()
+        if kind is not MemberKind.LIBRARY and not crate.bins:
+            raise WorkspaceError(
+                f"nixcrate.toml: members.{crate.name}.kind is '{kind.value}' but {crate.manifest} has no bin target: "
+                "add src/main.rs or a [[bin]], or remove the override"
+            )
+        kinds.append((crate.name, kind))
+    return Classified(kinds=tuple(sorted(kinds)), excluded=tuple(sorted(config.exclude)))
+
+
+def _crate_fileset(crate: Crate, ws: Workspace) -> str:
+    """The crate's directory, minus crates nested inside it (and generated files at the root)."""
+    here = nix_path(crate.path)
+    nested = sorted(
+        c.path for c in ws.crates if c.path != crate.path and (crate.path.as_posix() == "." or crate.path in c.path.parents)
+    )
+    minus = [nix_path(p) for p in nested]
+    if crate.path.as_posix() == ".":
+        minus += [f"(lib.fileset.maybeMissing {nix_path(g)})" for g in (*GENERATED, "target")]
+    if not minus:
+        return here
+    return f"(lib.fileset.difference {here} (lib.fileset.unions [ {' '.join(minus)} ]))"
+
+
+def _stub_for(crate: Crate) -> str | None:
+    """A target file that makes cargo accept the manifest when the crate's sources are absent."""
+    if crate.declares_target:
+        return None
+    return (crate.path / ("src/lib.rs" if crate.autolib else "src/main.rs")).as_posix().removeprefix("./")
+
+
+def _cargo_args(name: str, config: Config) -> str:
+    member = config.member(name)
+    args = ["--locked", "-p", name]
+    if member.features:
+        args += ["--features", ",".join(member.features)]
+    if member.cargo_extra_args:
+        args.append(member.cargo_extra_args)
+    return " ".join(args)
+
+
+def _sources(crate: Crate, graph: closure_mod.LockGraph, ws: Workspace) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    compiled = graph.path_closure(crate)
+    names = {c.name for c in compiled}
+    filesets = tuple(_crate_fileset(c, ws) for c in compiled)
+    stubs = tuple(sorted(s for c in ws.crates if c.name not in names and (s := _stub_for(c)) is not None))
+    return filesets, stubs
+
+
+def _extra_src(name: str, config: Config) -> tuple[str, ...]:
+    return tuple(nix_path(p.strip("/")) for p in config.member(name).extra_src)
+
+
+def _env_pairs(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, nix_str(v)) for k, v in pairs))
+
+
+def _service_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph: closure_mod.LockGraph) -> tuple[Output, ...]:
+    outs = []
+    for name in names:
+        crate = ws.crate(name)
+        filesets, stubs = _sources(crate, graph, ws)
+        bins = ", ".join(b.name for b in crate.bins)
+        outs.append(
+            Output(
+                attr=nix_attr(name),
+                name=name,
+                pname=nix_str(name),
+                version=nix_str(crate.version),
+                cargo_extra_args=nix_str(_cargo_args(name, config)),
+                crates=filesets + _extra_src(name, config),
+                stubs=tuple(nix_str(s) for s in stubs),
+                member=name,
+                comment=f"{crate.manifest}: bin {bins}" if len(crate.bins) > 1 else "",
+            )
+        )
+    return tuple(outs)
+
+
+def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph: closure_mod.LockGraph) -> tuple[Output, ...]:
+    from nixcrate import lambda_pkg  # noqa: PLC0415 - only workspaces with handlers need it
+
+    outs = []
+    seen: dict[str, str] = {}
+    for name in names:
+        crate = ws.crate(name)
+        member = config.member(name)
+        filesets, stubs = _sources(crate, graph, ws)
+        for target in crate.bins:
+            out_name = LAMBDA_PREFIX + target.name
+            if out_name in seen:
+                raise WorkspaceError(
+                    f"{crate.manifest}: handler binary '{target.name}' is also a binary of {seen[out_name]}: "
+                    f"both would be {out_name}, rename one [[bin]]"
+                )
+            seen[out_name] = name
+            build = lambda_pkg.zigbuild_command(name, member.arch, config.lambda_glibc, _cargo_args(name, config).removeprefix(f"--locked -p {name}").strip(), bin=target.name)
+            binary = lambda_pkg.binary_path(member.arch, target.name)
+            install = "\n".join(
+                [
+                    "mkdir -p \"$TMPDIR/lambda-staging\"",
+                    f"cp {binary} \"$TMPDIR/lambda-staging/bootstrap\"",
+                    "# Panic messages can name the toolchain and vendored sources: blank those store",
+                    "# paths before zipping (the hooks that would do it on $out cannot see into a zip).",
+                    "removeReferencesToRustToolchain \"$TMPDIR/lambda-staging\"",
+                    "removeReferencesToVendoredSources \"$TMPDIR/lambda-staging\"",
+                    "mkdir -p \"$out\"",
+                    lambda_pkg.package_shell("$TMPDIR/lambda-staging/bootstrap", "$out", member.include),
+                ]
+            )
+            outs.append(
+                Output(
+                    attr=nix_attr(out_name),
+                    name=out_name,
+                    pname=nix_str(out_name),
+                    version=nix_str(crate.version),
+                    cargo_extra_args=nix_str(_cargo_args(name, config)),
+                    crates=filesets + _extra_src(name, config) + tuple(nix_path(p.strip("/")) for p in member.include),
+                    stubs=tuple(nix_str(s) for s in stubs),
+                    member=name,
+                    comment=f"{crate.manifest}: bin {target.name}, {lambda_pkg.zig_target(member.arch, config.lambda_glibc)}",
+                    build_command=build,
+                    install_shell=install,
+                    check_shell=lambda_pkg.check_shell("$out/bootstrap.zip", member.arch, config.lambda_glibc, member.include),
+                )
+            )
+    return tuple(sorted(outs, key=lambda o: o.name))
+
+
+def _native(closure: closure_mod.Closure, ws: Workspace, config: Config, *, lambda_closure: bool) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
+    try:
+        from nixcrate import native  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - the native table lands separately
+        return (), (), ()
+    req = native.requirements_for(closure.crate_names, lambda_closure=lambda_closure, overrides=config.native, workspace=ws)
+    return tuple(req.nix_native_build_inputs()), tuple(req.nix_build_inputs()), tuple(req.nix_env())
+
+
+def _member_inputs(names: Iterable[str], config: Config) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
+    nbi: set[str] = set()
+    bi: set[str] = set()
+    env: dict[str, str] = {}
+    for name in names:
+        m = config.member(name)
+        nbi.update(f"pkgs.{a}" for a in m.native_build_inputs)
+        bi.update(f"pkgs.{a}" for a in m.build_inputs)
+        env.update(m.env)
+    return tuple(sorted(nbi)), tuple(sorted(bi)), _env_pairs(env.items())
+
+
+def _closure_context(
+    attr: str,
+    pname: str,
+    members: tuple[str, ...],
+    commands: list[str],
+    closure: closure_mod.Closure,
+    ws: Workspace,
+    config: Config,
+    *,
+    lambda_closure: bool,
+    extra_native: tuple[str, ...] = (),
+    extra_env: tuple[tuple[str, str], ...] = (),
+    prebuild: str = "",
+) -> ClosureContext:
+    n_nbi, n_bi, n_env = _native(closure, ws, config, lambda_closure=lambda_closure)
+    m_nbi, m_bi, m_env = _member_inputs(members, config)
+    env = dict(n_env) | dict(extra_env) | dict(m_env)
+    return ClosureContext(
+        attr=attr,
+        pname=nix_str(pname),
+        commands="\n".join(commands),
+        members=members,
+        native_build_inputs=tuple(dict.fromkeys((*extra_native, *n_nbi, *m_nbi))),
+        build_inputs=tuple(dict.fromkeys((*n_bi, *m_bi))),
+        env=tuple(sorted(env.items())),
+        prebuild=prebuild,
+    )
+
+
+def build_context(ws: Workspace, config: Config, classified: Classified | None = None) -> FlakeContext:
+    classified = classified or classify(ws, config)
+    graph = closure_mod.LockGraph(ws)
+    services = classified.of(MemberKind.SERVICE)
+    handlers = classified.of(MemberKind.LAMBDA)
+    if not services and not handlers:
+        raise WorkspaceError(
+            "Cargo.toml: no member builds a service or a Lambda handler (none has a bin target): "
+            "add one, or set members.<name>.kind in nixcrate.toml"
+        )
+    report = closure_mod.analyse(ws, [ws.crate(n) for n in services], [ws.crate(n) for n in handlers])
+
+    service_closure = None
+    if services:
+        commands = [f"cargoWithProfile build {_cargo_args(n, config)}" for n in services]
+        env = (("CARGO_PROFILE_RELEASE_OPT_LEVEL", nix_str(config.service_opt_level)),) if config.service_opt_level else ()
+        service_closure = _closure_context(
+            SERVICE_CLOSURE, "deploy", services, commands, report.services, ws, config, lambda_closure=False, extra_env=env
+        )
+    lambda_closure = None
+    if handlers:
+        from nixcrate import lambda_pkg  # noqa: PLC0415
+
+        commands = [
+            lambda_pkg.zigbuild_command(
+                n, config.member(n).arch, config.lambda_glibc, _cargo_args(n, config).removeprefix(f"--locked -p {n}").strip()
+            )
+            for n in handlers
+        ]
+        arches = sorted({config.member(n).arch for n in handlers})
+        env: dict[str, str] = {}
+        for arch in arches:
+            env.update(lambda_pkg.build_env(arch, config.lambda_opt_level))
+        lambda_closure = _closure_context(
+            LAMBDA_CLOSURE,
+            "lambda-deploy",
+            handlers,
+            commands,
+            report.lambdas,
+            ws,
+            config,
+            lambda_closure=True,
+            extra_native=("pkgs.cargo-zigbuild", "pkgs.zig", "pkgs.zip"),
+            extra_env=_env_pairs(env.items()),
+            prebuild=lambda_pkg.prebuild_shell(),
+        )
+
+    manifests = ["./Cargo.toml", "./Cargo.lock"]
+    manifests += [nix_path(c.manifest) for c in ws.crates if c.path.as_posix() != "."]
+    manifests += [nix_path(p) for p in ws.cargo_configs]
+    name = ws.root.name or "workspace"
+    return FlakeContext(
+        description=nix_str(f"{name}: services and Lambda handlers built with crane (generated by nixcrate)"),
+        systems=tuple(nix_str(s) for s in config.systems),
+        manifests=tuple(manifests),
+        git_hashes=tuple((nix_str(k), nix_str(v)) for k, v in config.git_hashes),
+        services=_service_outputs(ws, services, config, graph),
+        lambdas=_lambda_outputs(ws, handlers, config, graph) if handlers else (),
+        service_closure=service_closure,
+        lambda_closure=lambda_closure,
+        dev_packages=("pkgs.cargo-zigbuild", "pkgs.zig") if handlers else (),
+    )
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def templates_dir() -> Path:
+    """The shipped templates: inside the wheel (nixcrate.templates) or templates/ of a checkout."""
+    checkout = Path(__file__).resolve().parent.parent / "templates"
+    if (checkout / "flake.nix.j2").is_file():
+        return checkout
+    import importlib.resources  # noqa: PLC0415
+
+    return Path(str(importlib.resources.files("nixcrate.templates")))
+
+
+def _environment():  # type: ignore[no-untyped-def]  # jinja2 is imported lazily: init's speed matters
+    import jinja2  # noqa: PLC0415
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 - Nix, not HTML; values are escaped by nix_str
+    )
+    env.filters["nix_indented"] = nix_indented
+    env.filters["nix_str"] = nix_str
+    env.filters["nix_list"] = nix_list
+    env.filters["nix_attrs"] = nix_attrs
+    env.filters["tojson"] = json.dumps
+    return env
+
+
+def render(context: FlakeContext) -> str:
+    return str(_environment().get_template("flake.nix.j2").render(ctx=context))

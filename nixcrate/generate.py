@@ -1,0 +1,127 @@
+"""`nixcrate init`: read the workspace, decide, render everything, then write it.
+
+Nothing is written until every file has been rendered and every check has passed;
+`--check` renders and compares without writing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nixcrate import closure as closure_mod
+from nixcrate import config as config_mod
+from nixcrate import files, flake_gen, workspace
+from nixcrate.errors import OutOfDate
+from nixcrate.workspace import MemberKind
+
+if TYPE_CHECKING:
+    from nixcrate.closure import ClosureReport
+    from nixcrate.flake_gen import Classified, FlakeContext
+
+FLAKE = "flake.nix"
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    root: Path
+    ws: workspace.Workspace
+    classified: Classified
+    context: FlakeContext
+    report: ClosureReport
+    actions: tuple[tuple[str, str], ...]  # (path, action)
+    warnings: tuple[str, ...]
+    native_applied: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (closure, descriptions)
+
+
+def flake_text(ws: workspace.Workspace, config: config_mod.Config) -> tuple[str, Classified, FlakeContext]:
+    classified = flake_gen.classify(ws, config)
+    context = flake_gen.build_context(ws, config, classified)
+    return files.with_header(flake_gen.render(context)), classified, context
+
+
+def run_init(root: Path, *, check: bool = False, force: bool = False) -> InitResult:
+    root = root.resolve()
+    ws = workspace.load(root)
+    config = config_mod.load(root)
+    config_mod.check_against(config, ws)
+    text, classified, context = flake_text(ws, config)
+    kinds = dict(classified.kinds)
+    report = closure_mod.analyse(
+        ws,
+        [ws.crate(n) for n in classified.of(MemberKind.SERVICE)],
+        [ws.crate(n) for n in classified.of(MemberKind.LAMBDA)],
+    )
+
+    flake_path = root / FLAKE
+    if check:
+        current = flake_path.read_text(encoding="utf-8") if flake_path.is_file() else None
+        if current != text:
+            raise OutOfDate(_drift_message(current, text))
+        return InitResult(root, ws, classified, context, report, ((FLAKE, "up to date"),), ws.warnings)
+
+    plans = [files.plan_generated(flake_path, text, force=force, display=FLAKE)]
+    if not config.exists:
+        all_kinds = {c.name: kinds.get(c.name, c.natural_kind()) for c in ws.members}
+        plans.append(
+            files.PlannedWrite(
+                root / config_mod.FILENAME,
+                config_mod.render_initial(ws, all_kinds),
+                files.Action.CREATE,
+                config_mod.FILENAME,
+            )
+        )
+    if any(p.action is not files.Action.IDENTICAL for p in plans):
+        files.check_writable(root, str(root))
+    files.apply(plans)
+    warnings = list(ws.warnings) + git_warnings(root, ws)
+    return InitResult(
+        root,
+        ws,
+        classified,
+        context,
+        report,
+        tuple((p.display, p.action.value) for p in plans),
+        tuple(warnings),
+    )
+
+
+def _drift_message(current: str | None, wanted: str) -> str:
+    if current is None:
+        return f"{FLAKE}: missing: run 'nixcrate init' and commit it"
+    old = current.splitlines()
+    new = wanted.splitlines()
+    import difflib  # noqa: PLC0415
+
+    changed = [ln for ln in difflib.unified_diff(old, new, lineterm="", n=0) if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    added = sum(1 for ln in changed if ln.startswith("+"))
+    removed = len(changed) - added
+    return f"{FLAKE}: out of date with the workspace ({added} line(s) to add, {removed} to remove): run 'nixcrate init' and commit the result"
+
+
+def git_warnings(root: Path, ws: workspace.Workspace) -> list[str]:
+    """Flakes in a git repository see only tracked files: name what is not tracked."""
+    if not any((d / ".git").exists() for d in (root, *root.parents)):
+        return []
+    try:
+        import git  # noqa: PLC0415 - gitpython is slow to import; only repositories need it
+    except ImportError:  # pragma: no cover
+        return []
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+        top = Path(repo.working_tree_dir or root).resolve()
+        tracked = set(repo.git.ls_files("--full-name", "--", str(root)).splitlines())
+    except (git.exc.GitError, OSError, ValueError):
+        return []
+    prefix = root.relative_to(top)
+    wanted = [FLAKE, config_mod.FILENAME, "Cargo.toml", "Cargo.lock", *(c.manifest.as_posix() for c in ws.crates)]
+    missing = []
+    for rel in wanted:
+        full = (prefix / rel).as_posix().removeprefix("./")
+        if (root / rel).exists() and full not in tracked:
+            missing.append(rel)
+    if not missing:
+        return []
+    shown = " ".join(missing[:6]) + (" …" if len(missing) > 6 else "")
+    return [f"{len(missing)} file(s) the flake needs are not tracked by git, and a flake sees only tracked files: run 'git add {shown}'"]
