@@ -101,6 +101,7 @@ class Output:
     crates: tuple[str, ...]  # fileset expressions of the crate directories compiled
     stubs: tuple[str, ...]  # target files to create for manifests whose sources are left out
     member: str
+    cargo_args: str = ""  # cargoExtraArgs, unrendered: what crane passes to cargo
     comment: str = ""
     # Lambda handlers only
     build_command: str = ""
@@ -223,6 +224,7 @@ def _service_outputs(ws: Workspace, names: tuple[str, ...], config: Config, grap
                 crates=filesets + _extra_src(name, config),
                 stubs=tuple(nix_str(s) for s in stubs),
                 member=name,
+                cargo_args=_cargo_args(name, config),
                 comment=f"{crate.manifest}: bin {bins}" if len(crate.bins) > 1 else "",
             )
         )
@@ -270,6 +272,7 @@ def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph
                     crates=filesets + _extra_src(name, config) + tuple(nix_path(p.strip("/")) for p in member.include),
                     stubs=tuple(nix_str(s) for s in stubs),
                     member=name,
+                    cargo_args=_cargo_args(name, config),
                     comment=f"{crate.manifest}: bin {target.name}, {lambda_pkg.zig_target(member.arch, config.lambda_glibc)}",
                     build_command=build,
                     install_shell=install,

@@ -1,0 +1,60 @@
+"""Shared fixtures: the shipped example, tool availability, crane-eval."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "monorepo"
+SHARED = REPO.parent / "shared"
+CRANE_EVAL = SHARED / "crane-eval"
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+needs_nix = pytest.mark.skipif(not have("nix-instantiate"), reason="nix is not installed (apt-get install nix-bin)")
+needs_cargo = pytest.mark.skipif(not have("cargo"), reason="cargo is not installed")
+needs_debian_crates = pytest.mark.skipif(
+    not (Path("/usr/share/cargo/registry") / "serde_json-1.0.87").is_dir(),
+    reason="Debian's vendored crates are not installed (apt-get install librust-serde-json-dev ...)",
+)
+
+
+def crane_eval_missing() -> str | None:
+    """Why crane-eval cannot run here, or None when it can."""
+    if not (CRANE_EVAL / "eval-flake").is_file():
+        return f"{CRANE_EVAL} is not there (../shared beside the repository)"
+    if not have("nix"):
+        return "nix is not installed"
+    for name in ("ipetkov+crane", "nix-community+nixpkgs.lib"):
+        found = any((d / ".mirror" / name / "repo").exists() for d in CRANE_EVAL.parents)
+        if not found:
+            return f"{name.replace('+', '/')} is not fetched into .mirror/ (crane-eval needs it)"
+    return None
+
+
+needs_crane_eval = pytest.mark.skipif(crane_eval_missing() is not None, reason=str(crane_eval_missing()))
+
+
+def copy_workspace(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("target", "result", "result-*", ".git"))
+    return dest
+
+
+def git_init(path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    return copy_workspace(EXAMPLE, tmp_path / "monorepo")
