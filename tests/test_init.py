@@ -1,0 +1,168 @@
+"""`nixcrate init` as a user meets it: files written, refused, checked; errors in one line."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import EXAMPLE, copy_workspace, git_init, needs_nix
+
+from nixcrate.cli import cli
+from nixcrate.files import HEADER_PREFIX
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    return copy_workspace(EXAMPLE, tmp_path / "monorepo")
+
+
+def test_init_writes_flake_and_keeps_nixcrate_toml(ws: Path) -> None:
+    toml_before = (ws / "nixcrate.toml").read_bytes()
+    code, out, err = run("init", str(ws))
+    assert code == 0, err
+    flake = (ws / "flake.nix").read_text()
+    assert flake.startswith(HEADER_PREFIX)
+    assert "deployCargoArtifacts = craneLib.buildDepsOnly" in flake
+    assert "create  flake.nix" in out
+    assert "services' closure:" in out
+    assert (ws / "nixcrate.toml").read_bytes() == toml_before  # the user's file is never rewritten
+
+
+def test_first_init_writes_a_commented_nixcrate_toml(ws: Path) -> None:
+    (ws / "nixcrate.toml").unlink()
+    code, out, _ = run("init", str(ws))
+    assert code == 0
+    text = (ws / "nixcrate.toml").read_text()
+    assert '[members.api]\n# kind = "service"  (detected)' in text
+    assert '[members.common]\n# kind = "library"  (detected)' in text
+    assert "create  nixcrate.toml" in out
+
+
+def test_second_init_changes_nothing(ws: Path) -> None:
+    assert run("init", str(ws))[0] == 0
+    before = snapshot(ws)
+    code, out, _ = run("init", str(ws))
+    assert code == 0 and "identical  flake.nix" in out
+    assert snapshot(ws) == before
+
+
+def test_same_workspace_same_bytes_whatever_the_order_on_disk(tmp_path: Path) -> None:
+    a = copy_workspace(EXAMPLE, tmp_path / "a" / "monorepo")
+    # Re-create the tree file by file in reverse order: directory listing order differs.
+    b = tmp_path / "b" / "monorepo"
+    for f in sorted((p for p in EXAMPLE.rglob("*") if p.is_file() and "target" not in p.parts), reverse=True):
+        dest = b / f.relative_to(EXAMPLE)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, dest)
+    assert run("init", str(a))[0] == 0
+    assert run("init", str(b))[0] == 0
+    assert (a / "flake.nix").read_bytes() == (b / "flake.nix").read_bytes()
+
+
+@needs_nix
+def test_generated_flake_parses_with_real_nix(ws: Path) -> None:
+    assert run("init", str(ws))[0] == 0
+    proc = subprocess.run(["nix-instantiate", "--parse", str(ws / "flake.nix")], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_user_edited_flake_is_refused_then_replaced_with_force(ws: Path) -> None:
+    assert run("init", str(ws))[0] == 0
+    flake = ws / "flake.nix"
+    edited = flake.read_text().replace("doCheck = false;", "doCheck = true;")
+    flake.write_text(edited)
+    code, _, err = run("init", str(ws))
+    assert code == 1
+    assert "flake.nix" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert flake.read_text() == edited  # untouched
+    code, out, _ = run("init", str(ws), "--force")
+    assert code == 0 and "replace edited" in out
+    assert (ws / "flake.nix.bak").read_text() == edited
+    assert "doCheck = false;" in flake.read_text()
+
+
+def test_hand_written_flake_is_never_clobbered(ws: Path) -> None:
+    (ws / "flake.nix").write_text("{ outputs = _: { }; }\n")
+    code, _, err = run("init", str(ws))
+    assert code == 1 and "--force" in err
+    assert (ws / "flake.nix").read_text() == "{ outputs = _: { }; }\n"
+
+
+def test_check_reports_drift_and_writes_nothing(ws: Path) -> None:
+    code, _, err = run("init", "--check", str(ws))
+    assert code == 1 and "flake.nix: missing" in err
+    assert not (ws / "flake.nix").exists()
+    assert run("init", str(ws))[0] == 0
+    assert run("init", "--check", str(ws))[0] == 0
+    # a new service appears: the committed flake is stale until regenerated
+    svc = ws / "services" / "billing"
+    (svc / "src").mkdir(parents=True)
+    (svc / "Cargo.toml").write_text('[package]\nname = "billing"\nversion = "0.1.0"\nedition = "2021"\n')
+    (svc / "src" / "main.rs").write_text("fn main() {}\n")
+    cargo_toml = ws / "Cargo.toml"
+    cargo_toml.write_text(cargo_toml.read_text().replace('"services/worker",', '"services/worker", "services/billing",'))
+    lock = ws / "Cargo.lock"
+    lock.write_text(lock.read_text() + '\n[[package]]\nname = "billing"\nversion = "0.1.0"\n')
+    before = snapshot(ws)
+    code, _, err = run("init", "--check", str(ws))
+    assert code == 1 and "out of date" in err and "nixcrate init" in err
+    assert snapshot(ws) == before
+
+
+def test_git_untracked_files_are_named_with_the_git_add_to_run(ws: Path) -> None:
+    git_init(ws)
+    code, _, err = run("init", str(ws))
+    assert code == 0
+    assert "not tracked by git" in err and "git add flake.nix" in err
+    subprocess.run(["git", "-C", str(ws), "add", "flake.nix"], check=True)
+    assert "not tracked" not in run("init", str(ws))[2]
+
+
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        ('[members.api]\nknd = "service"\n', ["members.api.knd", "unknown key"]),
+        ('[members.api]\nkind = 3\n', ["members.api.kind", "expected a string"]),
+        ('[members.api]\nkind = "daemon"\n', ["members.api.kind", "'daemon'"]),
+        ('[members.nope]\nkind = "service"\n', ["members.nope", "not a workspace member"]),
+        ('exclude = ["nope"]\n', ["exclude", "'nope'"]),
+        ('[lambda]\nglibc = "two"\n', ["lambda.glibc"]),
+        ("[members.api\n", ["nixcrate.toml", "invalid TOML"]),
+        ('[members.common]\nkind = "service"\n', ["common", "no bin target"]),
+        ('exclude = ["api", "worker", "ingest", "report-export"]\n', ["no member builds a service"]),
+    ],
+)
+def test_bad_nixcrate_toml_names_the_key_and_writes_nothing(ws: Path, toml: str, words: list[str]) -> None:
+    (ws / "nixcrate.toml").write_text(toml)
+    before = snapshot(ws)
+    code, out, err = run("init", str(ws))
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1, err
+    for w in words:
+        assert w in err
+    assert "Traceback" not in err + out
+    assert snapshot(ws) == before
+
+
+def test_broken_cargo_toml_exits_1_with_one_line_and_writes_nothing(ws: Path) -> None:
+    (ws / "Cargo.toml").write_text("[workspace\n")
+    before = snapshot(ws)
+    code, _, err = run("init", str(ws))
+    assert code == 1 and err.startswith("error: Cargo.toml: invalid TOML") and "line 1" in err
+    assert snapshot(ws) == before
+
+
+def test_usage_error_exits_2() -> None:
+    assert run("init", "--no-such-flag")[0] == 2
