@@ -81,3 +81,11 @@ class Interrupted(NixcrateError):
     """Ctrl-C: exit 130, as shells report SIGINT."""
 
     exit_code = 130
+
+
+class BuildFailed(NixcrateError):
+    """`nix build` failed: exit with nix's own status (the report names the failed derivations)."""
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(message)
+        self.exit_code = returncode if 0 < returncode < 256 else 1

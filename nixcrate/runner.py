@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -106,3 +107,11 @@ def popen(
     except FileNotFoundError:
         which(argv[0])
         raise
+
+
+def signal_group(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> None:
+    """Send sig to the process group `popen` started (nix and its builders), once."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass  # already gone
