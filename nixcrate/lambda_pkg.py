@@ -1,0 +1,806 @@
+"""AWS Lambda knowledge: the zigbuild target, the bootstrap.zip, and the rules it must pass.
+
+The flake template only lays these strings out; every decision lives here.
+
+- The glibc pin is a cargo-zigbuild-only suffix (`x86_64-unknown-linux-gnu.2.26`): rustc and
+  `cargo check` reject it, so only `zigbuild_command` carries it. zigbuild strips it from the
+  target directory (`binary_path`).
+- Cargo fingerprints the linker path, and cargo-zigbuild's linker is a wrapper script it writes
+  under `$CARGO_ZIGBUILD_CACHE_DIR` (else `dirs::cache_dir()`, i.e. `$XDG_CACHE_HOME` or
+  `$HOME/.cache`), joined with `cargo-zigbuild/<version>/wrappers/<hash of its own exe path>`
+  (rust-cross/cargo-zigbuild src/zig/locate.rs `cache_dir`, src/zig/wrapper.rs). If the deps
+  closure and the handler build put it at different paths, every dependency is "Dirty: the
+  config settings changed" and recompiles. `prebuild_shell` pins it under `$TMPDIR`, which is
+  `/build` in every Nix sandbox.
+- Shell snippets never contain `${` or `''`, so they drop into a Nix indented string unescaped.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shlex
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSegment
+from elftools.elf.elffile import ELFFile
+from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
+from elftools.elf.sections import SymbolTableSection
+from elftools.elf.segments import InterpSegment
+
+from nixcrate.errors import LambdaVerifyFailed, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+
+@dataclass(frozen=True, slots=True)
+class Arch:
+    name: str  # "x86_64" | "arm64", as Lambda's `Architectures` spells it
+    triple: str  # Rust target triple, without the glibc suffix
+    interpreter: str  # the dynamic loader every glibc distribution has at this path
+    elf_machine: str  # pyelftools `e_machine`
+    nix_system: str
+
+
+ARCHES: dict[str, Arch] = {
+    "x86_64": Arch(
+        name="x86_64",
+        triple="x86_64-unknown-linux-gnu",
+        interpreter="/lib64/ld-linux-x86-64.so.2",
+        elf_machine="EM_X86_64",
+        nix_system="x86_64-linux",
+    ),
+    "arm64": Arch(
+        name="arm64",
+        triple="aarch64-unknown-linux-gnu",
+        interpreter="/lib/ld-linux-aarch64.so.1",
+        elf_machine="EM_AARCH64",
+        nix_system="aarch64-linux",
+    ),
+}
+
+# readelf -h's "Machine:" text for each e_machine (binutils has printed these since 2.2x).
+_READELF_MACHINE = {"EM_X86_64": "Advanced Micro Devices X86-64", "EM_AARCH64": "AArch64"}
+
+# Libraries a handler may load from the Lambda runtime (provided.al2: glibc 2.26,
+# provided.al2023: glibc 2.34). Both images ship glibc's own libraries and libgcc_s (glibc
+# dlopens it for pthread_cancel, Rust's std links it for unwinding). Left out on purpose:
+# libcrypt (libxcrypt, not glibc, since al2023), libnsl (dropped from glibc's default build in
+# 2.28), libstdc++ (absent from the provided.* images; zig links libc++ statically, so a NEEDED
+# libstdc++ means the host toolchain linked the binary), libmvec/libBrokenLocale/libthread_db
+# (nothing Rust emits links them), and anything from /nix/store.
+_GLIBC_LIBS = (
+    "libc.so.6",
+    "libm.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libutil.so.1",
+    "libresolv.so.2",
+    "libanl.so.1",
+    "libgcc_s.so.1",
+)
+
+# Version names that are not GLIBC_<number> but still imply a glibc release.
+# GLIBC_ABI_DT_RELR: binaries linked with `-z pack-relative-relocs` need glibc >= 2.36.
+_GLIBC_ABI_VERSIONS = {"GLIBC_ABI_DT_RELR": "2.36"}
+
+# Lambda rejects a deployment package whose unzipped size is above this
+# (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+LAMBDA_UNZIPPED_LIMIT = 262_144_000
+
+# 1980-01-01T00:00:00Z: the earliest time a zip (MS-DOS) timestamp can hold.
+ZIP_EPOCH = 315532800
+
+_GLIBC_PIN = re.compile(r"^[0-9]+\.[0-9]+$")
+_GLIBC_NUMERIC = re.compile(r"^GLIBC_([0-9]+(?:\.[0-9]+)+)$")
+_SYMBOLS_SHOWN = 3
+
+
+def get_arch(arch: str) -> Arch:
+    try:
+        return ARCHES[arch]
+    except KeyError:
+        raise UsageError(f"unknown Lambda architecture '{arch}': use one of {', '.join(ARCHES)}") from None
+
+
+def _check_glibc(glibc: str) -> str:
+    if not _GLIBC_PIN.match(glibc):
+        raise UsageError(
+            f"glibc pin '{glibc}' is not MAJOR.MINOR: use e.g. 2.26 (provided.al2) or 2.34 (al2023)"
+        )
+    return glibc
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def zig_target(arch: str, glibc: str) -> str:
+    """The cargo-zigbuild target: `x86_64-unknown-linux-gnu.2.26`."""
+    return f"{get_arch(arch).triple}.{_check_glibc(glibc)}"
+
+
+def _dq(word: str) -> str:
+    """Double-quote a shell word, leaving `$VAR` to expand (so callers may pass `$out`)."""
+    if "${" in word:
+        raise UsageError(f"'{word}': write $VAR, not ${{VAR}}: the snippet goes into a Nix string")
+    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`")
+    return f'"{escaped}"'
+
+
+def _lit(text: str) -> str:
+    """Quote a literal for bash in double quotes (never producing `''`, Nix's escape)."""
+    if "${" in text:
+        raise UsageError(f"'{text}' contains '${{': rename it, the snippet goes into a Nix string")
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`").replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def _check_includes(includes: Iterable[str]) -> tuple[str, ...]:
+    """Includes are paths relative to the source root; returned normalized, sorted, unique."""
+    clean: set[str] = set()
+    for raw in includes:
+        path = PurePosixPath(raw)
+        if not raw or path.is_absolute() or ".." in path.parts or str(path) in {".", "bootstrap"}:
+            raise UsageError(
+                f"include '{raw}' must be a relative path inside the workspace (not '..', '/', or 'bootstrap')"
+            )
+        clean.add(str(path))
+    return tuple(sorted(clean))
+
+
+def prebuild_shell() -> str:
+    """Bash run before cargo in BOTH the deps closure and each handler build.
+
+    Every cache zig and cargo-zigbuild write goes under $TMPDIR (sandbox $HOME,
+    /homeless-shelter, is read-only), at the same path in both builds, so the linker wrapper
+    path cargo fingerprints is identical and the handler build reuses the closure's rlibs.
+    """
+    return """\
+# nixcrate: zig and cargo-zigbuild caches under $TMPDIR (the sandbox $HOME is read-only).
+# The same paths in the deps closure and the handler build: cargo fingerprints the path of
+# cargo-zigbuild's linker wrapper, which lives in $CARGO_ZIGBUILD_CACHE_DIR.
+if [ -z "$TMPDIR" ]; then export TMPDIR=/tmp; fi
+export HOME="$TMPDIR/.nixcrate-home"
+export XDG_CACHE_HOME="$TMPDIR/.nixcrate-cache"
+export ZIG_GLOBAL_CACHE_DIR="$XDG_CACHE_HOME/zig-global"
+export ZIG_LOCAL_CACHE_DIR="$XDG_CACHE_HOME/zig-local"
+export CARGO_ZIGBUILD_CACHE_DIR="$XDG_CACHE_HOME/cargo-zigbuild"
+mkdir -p "$HOME" "$ZIG_GLOBAL_CACHE_DIR" "$ZIG_LOCAL_CACHE_DIR" "$CARGO_ZIGBUILD_CACHE_DIR"
+"""
+
+
+def build_env(arch: str, opt_level: str) -> dict[str, str]:
+    """Static env for the deps closure AND the handler: any difference recompiles every crate."""
+    get_arch(arch)
+    if opt_level not in {"0", "1", "2", "3", "s", "z"}:
+        raise UsageError(f"opt-level '{opt_level}' is not one of 0, 1, 2, 3, s, z: fix it in nixcrate.toml")
+    return {
+        "CARGO_PROFILE_RELEASE_OPT_LEVEL": opt_level,
+        # A Lambda never needs symbols; stripping halves bootstrap.zip.
+        "CARGO_PROFILE_RELEASE_STRIP": "symbols",
+        "CARGO_PROFILE_RELEASE_DEBUG": "0",
+        # The handler build must not touch the network; the closure already vendored everything.
+        "CARGO_NET_OFFLINE": "true",
+        "CARGO_TERM_COLOR": "never",
+    }
+
+
+def zigbuild_command(
+    package: str,
+    arch: str,
+    glibc: str,
+    extra_args: str = "",
+    bin: str | None = None,  # noqa: A002 - cargo's own word, and the name the API fixes
+) -> str:
+    """`cargoWithProfile zigbuild --locked --target <triple>.<glibc> -p PKG [--bin NAME] [EXTRA]`.
+
+    `cargoWithProfile` is crane's bash function that adds the profile flag (`--release`).
+    `extra_args` is a raw shell fragment, like crane's `cargoExtraArgs`.
+    """
+    words = ["cargoWithProfile", "zigbuild", "--locked", "--target", zig_target(arch, glibc), "-p", package]
+    if bin is not None:
+        words += ["--bin", bin]
+    command = shlex.join(words)
+    return f"{command} {extra_args.strip()}" if extra_args.strip() else command
+
+
+def binary_path(arch: str, bin: str, profile_dir: str = "release") -> str:  # noqa: A002
+    """Where zigbuild puts the binary: the glibc suffix is not part of the directory."""
+    return f"target/{get_arch(arch).triple}/{profile_dir}/{bin}"
+
+
+def package_shell(binary: str, out_dir: str, includes: tuple[str, ...] = ()) -> str:
+    """Bash writing "$out_dir/bootstrap.zip", bit-for-bit reproducible.
+
+    One `bootstrap` entry (0755) plus each include (relative to the current directory, the
+    source root) at its relative path, like `cargo lambda build --include`. Modes are
+    normalized (0755 if any execute bit, else 0644), symlinks dereferenced, every mtime set to
+    1980-01-01 UTC, entries sorted in the C locale, no directory entries, `zip -X` (no uid/gid
+    or extended-timestamp fields). `binary` and `out_dir` are shell words: `$out` expands.
+    """
+    incs = _check_includes(includes)
+    lines = [
+        "(",
+        "set -euo pipefail",
+        "export TZ=UTC LC_ALL=C",
+        f"nc_bin={_dq(binary)}",
+        f"nc_out={_dq(out_dir)}",
+        'nc_stage="$(mktemp -d)"',
+        "trap 'rm -rf \"$nc_stage\"' EXIT",
+        'cp -L -- "$nc_bin" "$nc_stage/bootstrap"',
+    ]
+    for inc in incs:
+        q = _lit(inc)
+        lines.append(
+            f'if [ ! -e {q} ]; then echo "include "{q}": not found under $(pwd): fix the include list" >&2; exit 1; fi'
+        )
+        lines.append(f'cp -R -L --parents -- {q} "$nc_stage/"')
+    lines += [
+        'chmod -R u+w "$nc_stage"',
+        'find "$nc_stage" -type d -exec chmod 0755 {} +',
+        'find "$nc_stage" -type f -perm /111 -exec chmod 0755 {} +',
+        'find "$nc_stage" -type f ! -perm /111 -exec chmod 0644 {} +',
+        'chmod 0755 "$nc_stage/bootstrap"',
+        f'find "$nc_stage" -exec touch -h -d @{ZIP_EPOCH} {{}} +',
+        'mkdir -p "$nc_out"',
+        'nc_zip="$(cd "$nc_out" && pwd)/bootstrap.zip"',
+        'rm -f "$nc_zip" "$nc_zip.tmp"',
+        # zip appends to an existing archive, so build aside and move into place.
+        '(cd "$nc_stage" && find . -type f | sed \'s|^\\./||\' | sort | zip -X -D -q -9 "$nc_zip.tmp" -@)',
+        'mv "$nc_zip.tmp" "$nc_zip"',
+        ")",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    code: str  # stable key, the same in `verify` and `check_shell`
+    detail: str
+    fix: str
+
+    def line(self, zip_name: str) -> str:
+        return f"{zip_name}: {self.detail}; fix: {self.fix} [{self.code}]"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    zip_path: str
+    arch: str
+    glibc: str
+    entries: tuple[str, ...]
+    interpreter: str | None = None
+    needed: tuple[str, ...] = ()
+    rpath: tuple[str, ...] = ()
+    runpath: tuple[str, ...] = ()
+    glibc_versions: tuple[str, ...] = ()  # every GLIBC_* version the binary requires, sorted
+    max_glibc: str | None = None  # the highest numeric GLIBC_x.y among them
+    problems: tuple[Problem, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        return [p.line(self.zip_path) for p in self.problems]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "zip": self.zip_path,
+            "ok": self.ok,
+            "arch": self.arch,
+            "glibc_pin": self.glibc,
+            "max_glibc": self.max_glibc,
+            "glibc_versions": list(self.glibc_versions),
+            "entries": list(self.entries),
+            "interpreter": self.interpreter,
+            "needed": list(self.needed),
+            "rpath": list(self.rpath),
+            "runpath": list(self.runpath),
+            "problems": [{"code": p.code, "detail": p.detail, "fix": p.fix} for p in self.problems],
+        }
+
+
+# --- the rules, shared wording for verify and check_shell -----------------------------------
+
+_FIX_REBUILD = "build it with 'nix build .#<handler>' (cargo zigbuild --target {target})"
+
+
+def _fix_link(arch: Arch, glibc: str) -> str:
+    return f"link with 'cargo zigbuild --target {arch.triple}.{glibc}', not plain cargo or a Nix gcc"
+
+
+def _zip_problems(names: list[str], includes: tuple[str, ...], total_size: int) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            problems.append(
+                Problem("duplicate-entry", f"entry {name} appears twice", "rebuild the zip from scratch")
+            )
+        seen.add(name)
+    if "bootstrap" not in seen:
+        problems.append(
+            Problem(
+                "missing-bootstrap",
+                "no 'bootstrap' entry at the zip root",
+                "package the handler binary as 'bootstrap'",
+            )
+        )
+    for name in sorted(seen):
+        if name == "bootstrap" or _included(name, includes):
+            continue
+        problems.append(
+            Problem(
+                "extra-entry",
+                f"undeclared entry {name}",
+                "remove it, or declare it with --include / lambda.include",
+            )
+        )
+    for inc in includes:
+        if not any(n == inc or n.startswith(inc + "/") for n in seen):
+            problems.append(
+                Problem("missing-include", f"declared include {inc} is not in the zip", "add it to the zip")
+            )
+    if total_size > LAMBDA_UNZIPPED_LIMIT:
+        problems.append(
+            Problem(
+                "too-large",
+                f"unzipped size {total_size} bytes is above Lambda's {LAMBDA_UNZIPPED_LIMIT}",
+                "drop includes or use a container image",
+            )
+        )
+    return problems
+
+
+def _included(name: str, includes: tuple[str, ...]) -> bool:
+    for inc in includes:
+        if name in {inc, inc + "/"} or name.startswith(inc + "/"):
+            return True
+        if name.endswith("/") and inc.startswith(name):  # a directory entry above an include
+            return True
+    return False
+
+
+def _mode_problem(mode_string: str) -> Problem:
+    return Problem(
+        "bootstrap-mode",
+        f"bootstrap has mode {mode_string}, not -rwxr-xr-x",
+        "zip a regular file with mode 0755 (package_shell does)",
+    )
+
+
+def _glibc_problems(
+    versions: list[str], symbols: dict[str, list[str]], glibc: str, arch: Arch
+) -> list[Problem]:
+    problems: list[Problem] = []
+    pin = _version_key(glibc)
+    for name in sorted(set(versions), key=_glibc_sort_key):
+        numeric = _GLIBC_NUMERIC.match(name)
+        implied = numeric.group(1) if numeric else _GLIBC_ABI_VERSIONS.get(name)
+        if implied is None:
+            problems.append(
+                Problem(
+                    "glibc-private",
+                    f"bootstrap needs {name}, which no Lambda glibc promises",
+                    _fix_link(arch, glibc),
+                )
+            )
+            continue
+        if _version_key(implied) <= pin:
+            continue
+        syms = sorted(set(symbols.get(name, [])))
+        shown = ", ".join(syms[:_SYMBOLS_SHOWN]) if syms else "no symbol"
+        if len(syms) > _SYMBOLS_SHOWN:
+            shown += f", +{len(syms) - _SYMBOLS_SHOWN} more"
+        problems.append(
+            Problem(
+                "glibc-too-new",
+                f"bootstrap needs {name} (glibc {implied}, above the {glibc} pin) for {shown}",
+                _fix_link(arch, glibc),
+            )
+        )
+    return problems
+
+
+def _glibc_sort_key(name: str) -> tuple[int, tuple[int, ...], str]:
+    numeric = _GLIBC_NUMERIC.match(name)
+    return (0, _version_key(numeric.group(1)), name) if numeric else (1, (), name)
+
+
+def _max_glibc(versions: Iterable[str]) -> str | None:
+    numeric = [m.group(1) for v in versions if (m := _GLIBC_NUMERIC.match(v))]
+    return max(numeric, key=_version_key) if numeric else None
+
+
+# --- verify (pyelftools) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ElfFacts:
+    elf_class: int
+    machine: str
+    interpreter: str | None
+    needed: tuple[str, ...]
+    rpath: tuple[str, ...]
+    runpath: tuple[str, ...]
+    versions: tuple[str, ...]
+    symbols: dict[str, list[str]]
+
+
+def _read_dynamic(elf: ELFFile) -> tuple[str | None, list[str], list[str], list[str]]:
+    """Interpreter, NEEDED, RPATH, RUNPATH, from the segments (as the loader sees them)."""
+    interpreter = None
+    found: dict[str, list[str]] = {"DT_NEEDED": [], "DT_RPATH": [], "DT_RUNPATH": []}
+    attribute = {"DT_NEEDED": "needed", "DT_RPATH": "rpath", "DT_RUNPATH": "runpath"}
+    for segment in elf.iter_segments():
+        if isinstance(segment, InterpSegment):
+            interpreter = segment.get_interp_name()
+        elif isinstance(segment, DynamicSegment):
+            for tag in segment.iter_tags():
+                kind = tag.entry.d_tag
+                if kind in found:
+                    found[kind].append(getattr(tag, attribute[kind]))
+    return interpreter, found["DT_NEEDED"], found["DT_RPATH"], found["DT_RUNPATH"]
+
+
+def _read_versions(elf: ELFFile) -> tuple[list[str], dict[str, list[str]]]:
+    """GLIBC_* names from readelf -V's "Version needs", and the dynamic symbols using each."""
+    index_to_name: dict[int, str] = {}
+    versym: GNUVerSymSection | None = None
+    dynsym: SymbolTableSection | None = None
+    for section in elf.iter_sections():
+        if isinstance(section, GNUVerNeedSection):
+            for _verneed, aux_iter in section.iter_versions():
+                index_to_name.update({aux.entry["vna_other"]: aux.name for aux in aux_iter})
+        elif isinstance(section, GNUVerSymSection):
+            versym = section
+        elif isinstance(section, SymbolTableSection) and section.name == ".dynsym":
+            dynsym = section
+    versions = [name for name in index_to_name.values() if name.startswith("GLIBC_")]
+    symbols: dict[str, list[str]] = {}
+    if versym is None or dynsym is None:
+        return versions, symbols
+    for i, sym in enumerate(dynsym.iter_symbols()):
+        ndx = versym.get_symbol(i).entry["ndx"]
+        if isinstance(ndx, int) and (name := index_to_name.get(ndx & 0x7FFF)) is not None:
+            symbols.setdefault(name, []).append(sym.name)
+    return versions, symbols
+
+
+def _read_elf(data: bytes) -> _ElfFacts:
+    elf = ELFFile(io.BytesIO(data))
+    interpreter, needed, rpath, runpath = _read_dynamic(elf)
+    versions, symbols = _read_versions(elf)
+    return _ElfFacts(
+        elf_class=elf.elfclass,
+        machine=elf["e_machine"],
+        interpreter=interpreter,
+        needed=tuple(needed),
+        rpath=tuple(rpath),
+        runpath=tuple(runpath),
+        versions=tuple(versions),
+        symbols=symbols,
+    )
+
+
+def _elf_problems(facts: _ElfFacts, arch: Arch, glibc: str) -> list[Problem]:
+    problems: list[Problem] = []
+    fix_link = _fix_link(arch, glibc)
+    if facts.elf_class != 64:
+        problems.append(Problem("wrong-class", f"bootstrap is ELF{facts.elf_class}, not ELF64", fix_link))
+    if facts.machine != arch.elf_machine:
+        want = _READELF_MACHINE[arch.elf_machine]
+        got = _READELF_MACHINE.get(facts.machine, facts.machine)
+        problems.append(
+            Problem(
+                "wrong-machine",
+                f"bootstrap is built for {got}, not {want} ({arch.name})",
+                f"build for {arch.triple}, or deploy with --arch matching the binary",
+            )
+        )
+    problems += _interpreter_problems(facts.interpreter, arch, fix_link)
+    problems += _library_problems(facts, arch, fix_link)
+    problems += _glibc_problems(list(facts.versions), facts.symbols, glibc, arch)
+    return problems
+
+
+def _interpreter_problems(interpreter: str | None, arch: Arch, fix_link: str) -> list[Problem]:
+    problems: list[Problem] = []
+    if interpreter is None:
+        problems.append(
+            Problem(
+                "no-interpreter",
+                "bootstrap has no program interpreter (static?)",
+                f"link dynamically against glibc: {fix_link}",
+            )
+        )
+    elif "/nix/store" in interpreter:
+        problems.append(
+            Problem(
+                "nix-store-interpreter",
+                f"bootstrap's interpreter is {interpreter}, which Lambda does not have",
+                f"{fix_link} (its interpreter is {arch.interpreter})",
+            )
+        )
+    elif interpreter != arch.interpreter:
+        problems.append(
+            Problem(
+                "wrong-interpreter",
+                f"bootstrap's interpreter is {interpreter}, not {arch.interpreter}",
+                fix_link,
+            )
+        )
+    return problems
+
+
+def _library_problems(facts: _ElfFacts, arch: Arch, fix_link: str) -> list[Problem]:
+    problems = [
+        Problem(
+            "nix-store-rpath",
+            f"bootstrap's {kind} is {value}, a Nix store path Lambda does not have",
+            f"{fix_link}, or 'patchelf --remove-rpath'",
+        )
+        for kind, paths in (("RPATH", facts.rpath), ("RUNPATH", facts.runpath))
+        for value in paths
+        if "/nix/store" in value
+    ]
+    allowed = {*_GLIBC_LIBS, PurePosixPath(arch.interpreter).name}
+    problems += [
+        Problem(
+            "needed-library",
+            f"bootstrap needs {lib}, which the Lambda runtime does not provide",
+            "link it statically (e.g. a -sys crate's 'vendored'/'static' feature)",
+        )
+        for lib in facts.needed
+        if lib not in allowed
+    ]
+    return problems
+
+
+def verify(
+    zip_path: Path, *, glibc: str = "2.26", arch: str = "x86_64", includes: tuple[str, ...] = ()
+) -> VerifyResult:
+    """Check a bootstrap.zip against the Lambda rules; problems are listed, not raised.
+
+    Raises LambdaVerifyFailed only when there is nothing to check: no such file, not a zip.
+    """
+    target = get_arch(arch)
+    _check_glibc(glibc)
+    incs = _check_includes(includes)
+    name = str(zip_path)
+    if not zip_path.is_file():
+        raise LambdaVerifyFailed(
+            f"{name}: no such file: pass the bootstrap.zip path (nix build puts it under result/)"
+        )
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise LambdaVerifyFailed(
+            f"{name}: not a zip file ({exc}): {_FIX_REBUILD.format(target=zig_target(arch, glibc))}"
+        ) from None
+    with archive:
+        infos = archive.infolist()
+        names = [i.filename for i in infos]
+        problems = _zip_problems(names, incs, sum(i.file_size for i in infos))
+        boot = next((i for i in infos if i.filename == "bootstrap"), None)
+        facts: _ElfFacts | None = None
+        if boot is not None:
+            mode = boot.external_attr >> 16 if boot.create_system == 3 else 0
+            mode_string = stat.filemode(mode) if mode else "unrecorded"
+            if mode_string != "-rwxr-xr-x":
+                problems.append(_mode_problem(mode_string))
+            if not (stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+                try:
+                    data = archive.read(boot)
+                except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
+                    raise LambdaVerifyFailed(
+                        f"{name}: cannot read bootstrap ({exc}): rebuild the zip"
+                    ) from None
+                try:
+                    facts = _read_elf(data)
+                except ELFError:
+                    problems.append(
+                        Problem(
+                            "not-elf",
+                            "bootstrap is not an ELF executable",
+                            _FIX_REBUILD.format(target=zig_target(arch, glibc)),
+                        )
+                    )
+                if facts is not None:
+                    problems += _elf_problems(facts, target, glibc)
+    versions = tuple(sorted(set(facts.versions), key=_glibc_sort_key)) if facts else ()
+    return VerifyResult(
+        zip_path=name,
+        arch=arch,
+        glibc=glibc,
+        entries=tuple(names),
+        interpreter=facts.interpreter if facts else None,
+        needed=facts.needed if facts else (),
+        rpath=facts.rpath if facts else (),
+        runpath=facts.runpath if facts else (),
+        glibc_versions=versions,
+        max_glibc=_max_glibc(versions),
+        problems=tuple(problems),
+    )
+
+
+# --- check_shell (unzip + readelf, for installCheckPhase) ------------------------------------
+
+
+def check_shell(zip_path: str, arch: str, glibc: str, includes: tuple[str, ...] = ()) -> str:
+    """Bash applying `verify`'s rules with unzip and readelf: a bad binary fails the build.
+
+    Prints the same problem lines as `nixcrate lambda verify` to stderr and exits 1.
+    `zip_path` is a shell word: `$out/bootstrap.zip` expands.
+    """
+    target = get_arch(arch)
+    _check_glibc(glibc)
+    incs = _check_includes(includes)
+    fix_link = _fix_link(target, glibc)
+    fix_rebuild = _FIX_REBUILD.format(target=zig_target(arch, glibc))
+    allowed = " ".join((*_GLIBC_LIBS, PurePosixPath(target.interpreter).name))
+    abi_cases = "\n".join(f"        {_lit(k)}) nc_implied={v} ;;" for k, v in _GLIBC_ABI_VERSIONS.items())
+    q = _lit
+    return f"""\
+(
+set -u
+export LC_ALL=C
+nc_zip={_dq(zip_path)}
+nc_pin={glibc}
+nc_failed=0
+nc_problem() {{
+  printf '%s: %s; fix: %s [%s]\\n' "$nc_zip" "$2" "$3" "$1" >&2
+  nc_failed=1
+}}
+if [ ! -f "$nc_zip" ]; then
+  echo "error: $nc_zip: no such file: pass the bootstrap.zip path (nix build puts it under result/)" >&2
+  exit 1
+fi
+nc_entries="$(unzip -Z1 "$nc_zip" 2>/dev/null)"
+nc_rc=$?
+if [ "$nc_rc" -eq 1 ] && [ "$nc_entries" = "Empty zipfile." ]; then
+  nc_entries=
+elif [ "$nc_rc" -ne 0 ]; then
+  echo "error: $nc_zip: not a zip file (unzip exit status $nc_rc): "{q(fix_rebuild)} >&2
+  exit 1
+fi
+nc_includes={q(chr(10).join(incs))}
+nc_is_included() {{
+  while IFS= read -r nc_inc; do
+    [ -n "$nc_inc" ] || continue
+    case "$1" in
+      "$nc_inc" | "$nc_inc/" | "$nc_inc/"*) return 0 ;;
+      */) case "$nc_inc" in "$1"*) return 0 ;; esac ;;
+    esac
+  done <<< "$nc_includes"
+  return 1
+}}
+while IFS= read -r nc_dup; do
+  [ -n "$nc_dup" ] || continue
+  nc_problem duplicate-entry "entry $nc_dup appears twice" "rebuild the zip from scratch"
+done <<< "$(printf '%s\\n' "$nc_entries" | uniq -d)"
+if ! printf '%s\\n' "$nc_entries" | grep -qx bootstrap; then
+  nc_problem missing-bootstrap "no 'bootstrap' entry at the zip root" "package the handler binary as 'bootstrap'"
+fi
+while IFS= read -r nc_entry; do
+  [ -n "$nc_entry" ] || continue
+  [ "$nc_entry" != bootstrap ] || continue
+  nc_is_included "$nc_entry" && continue
+  nc_problem extra-entry "undeclared entry $nc_entry" "remove it, or declare it with --include / lambda.include"
+done <<< "$(printf '%s\\n' "$nc_entries" | sort -u)"
+while IFS= read -r nc_inc; do
+  [ -n "$nc_inc" ] || continue
+  nc_found=0
+  while IFS= read -r nc_entry; do
+    case "$nc_entry" in "$nc_inc" | "$nc_inc/"*) nc_found=1 ;; esac
+  done <<< "$nc_entries"
+  [ "$nc_found" -eq 1 ] || nc_problem missing-include "declared include $nc_inc is not in the zip" "add it to the zip"
+done <<< "$nc_includes"
+nc_total="$(unzip -Zt "$nc_zip" 2>/dev/null | awk '{{print $3}}')"
+if [ -n "$nc_total" ] && [ "$nc_total" -gt {LAMBDA_UNZIPPED_LIMIT} ]; then
+  nc_problem too-large "unzipped size $nc_total bytes is above Lambda's {LAMBDA_UNZIPPED_LIMIT}" "drop includes or use a container image"
+fi
+if printf '%s\\n' "$nc_entries" | grep -qx bootstrap; then
+  nc_mode="$(unzip -Z "$nc_zip" bootstrap 2>/dev/null | awk 'NR==1 {{print $1, $3}}')"
+  nc_perm="$(echo "$nc_mode" | cut -d' ' -f1)"
+  if [ "$(echo "$nc_mode" | cut -d' ' -f2)" != unx ]; then nc_perm=unrecorded; fi
+  if [ "$nc_perm" != "-rwxr-xr-x" ]; then
+    nc_problem bootstrap-mode "bootstrap has mode $nc_perm, not -rwxr-xr-x" "zip a regular file with mode 0755 (package_shell does)"
+  fi
+  case "$nc_perm" in l* | d*) nc_elf_checks=0 ;; *) nc_elf_checks=1 ;; esac
+  nc_tmp="$(mktemp -d)"
+  trap 'rm -rf "$nc_tmp"' EXIT
+  nc_bin="$nc_tmp/bootstrap"
+  if [ "$nc_elf_checks" -eq 1 ] && ! unzip -p "$nc_zip" bootstrap > "$nc_bin"; then
+    echo "error: $nc_zip: cannot read bootstrap: rebuild the zip" >&2
+    exit 1
+  fi
+  if [ "$nc_elf_checks" -eq 1 ] && ! readelf -h "$nc_bin" > "$nc_tmp/h" 2>/dev/null; then
+    nc_problem not-elf "bootstrap is not an ELF executable" {q(fix_rebuild)}
+    nc_elf_checks=0
+  fi
+  if [ "$nc_elf_checks" -eq 1 ]; then
+    nc_class="$(sed -n 's/^ *Class: *ELF\\([0-9]*\\)$/\\1/p' "$nc_tmp/h")"
+    if [ "$nc_class" != 64 ]; then
+      nc_problem wrong-class "bootstrap is ELF$nc_class, not ELF64" {q(fix_link)}
+    fi
+    nc_machine="$(sed -n 's/^ *Machine: *//p' "$nc_tmp/h")"
+    if [ "$nc_machine" != {q(_READELF_MACHINE[target.elf_machine])} ]; then
+      nc_problem wrong-machine "bootstrap is built for $nc_machine, not "{q(_READELF_MACHINE[target.elf_machine] + f" ({target.name})")} {q(f"build for {target.triple}, or deploy with --arch matching the binary")}
+    fi
+    nc_interp="$(readelf -l -W "$nc_bin" 2>/dev/null | sed -n 's/.*\\[Requesting program interpreter: \\(.*\\)\\]$/\\1/p')"
+    case "$nc_interp" in
+      "")
+        nc_problem no-interpreter "bootstrap has no program interpreter (static?)" "link dynamically against glibc: "{q(fix_link)} ;;
+      */nix/store*)
+        nc_problem nix-store-interpreter "bootstrap's interpreter is $nc_interp, which Lambda does not have" {q(f"{fix_link} (its interpreter is {target.interpreter})")} ;;
+      {q(target.interpreter)}) ;;
+      *)
+        nc_problem wrong-interpreter "bootstrap's interpreter is $nc_interp, not "{q(target.interpreter)} {q(fix_link)} ;;
+    esac
+    readelf -d -W "$nc_bin" > "$nc_tmp/d" 2>/dev/null
+    for nc_kind in RPATH RUNPATH; do
+      while IFS= read -r nc_path; do
+        [ -n "$nc_path" ] || continue
+        case "$nc_path" in
+          */nix/store*)
+            nc_problem nix-store-rpath "bootstrap's $nc_kind is $nc_path, a Nix store path Lambda does not have" {q(f"{fix_link}, or 'patchelf --remove-rpath'")} ;;
+        esac
+      done <<< "$(sed -n "s/.*($nc_kind) *Library [a-z]*: \\[\\(.*\\)\\]$/\\1/p" "$nc_tmp/d")"
+    done
+    nc_allowed={q(allowed)}
+    while IFS= read -r nc_lib; do
+      [ -n "$nc_lib" ] || continue
+      case " $nc_allowed " in
+        *" $nc_lib "*) ;;
+        *) nc_problem needed-library "bootstrap needs $nc_lib, which the Lambda runtime does not provide" "link it statically (e.g. a -sys crate's 'vendored'/'static' feature)" ;;
+      esac
+    done <<< "$(sed -n 's/.*(NEEDED) *Shared library: \\[\\(.*\\)\\]$/\\1/p' "$nc_tmp/d")"
+    readelf -V -W "$nc_bin" 2>/dev/null \\
+      | awk '/^Version needs section/ {{inr=1; next}} /^Version [a-z]+ section/ {{inr=0}} inr {{for (i = 1; i < NF; i++) if ($i == "Name:") print $(i+1)}}' \\
+      | grep '^GLIBC_' | sort -u > "$nc_tmp/versions"
+    readelf --dyn-syms -W "$nc_bin" 2>/dev/null \\
+      | awk 'NF >= 8 {{ n = index($8, "@"); if (n > 0) {{ v = substr($8, n + 1); sub(/^@/, "", v); print v, substr($8, 1, n - 1) }} }}' \\
+      | sort -u > "$nc_tmp/symbols"
+    {{ grep -E '^GLIBC_[0-9]+(\\.[0-9]+)+$' "$nc_tmp/versions" | sort -t_ -k2,2V; grep -vE '^GLIBC_[0-9]+(\\.[0-9]+)+$' "$nc_tmp/versions" | sort; }} > "$nc_tmp/ordered"
+    while IFS= read -r nc_ver; do
+      [ -n "$nc_ver" ] || continue
+      nc_implied=
+      case "$nc_ver" in
+{abi_cases}
+        *) if echo "$nc_ver" | grep -qE '^GLIBC_[0-9]+(\\.[0-9]+)+$'; then nc_implied="$(echo "$nc_ver" | sed 's/^GLIBC_//')"; fi ;;
+      esac
+      if [ -z "$nc_implied" ]; then
+        nc_problem glibc-private "bootstrap needs $nc_ver, which no Lambda glibc promises" {q(fix_link)}
+        continue
+      fi
+      if [ "$(printf '%s\\n%s\\n' "$nc_implied" "$nc_pin" | sort -V | tail -n 1)" = "$nc_pin" ]; then
+        continue
+      fi
+      nc_syms="$(awk -v v="$nc_ver" '$1 == v {{print $2}}' "$nc_tmp/symbols" | sort -u)"
+      nc_count="$(printf '%s' "$nc_syms" | grep -c . || true)"
+      if [ "$nc_count" -eq 0 ]; then
+        nc_shown="no symbol"
+      else
+        nc_shown="$(printf '%s\\n' "$nc_syms" | head -n {_SYMBOLS_SHOWN} | paste -sd, - | sed 's/,/, /g')"
+        if [ "$nc_count" -gt {_SYMBOLS_SHOWN} ]; then nc_shown="$nc_shown, +$((nc_count - {_SYMBOLS_SHOWN})) more"; fi
+      fi
+      nc_problem glibc-too-new "bootstrap needs $nc_ver (glibc $nc_implied, above the $nc_pin pin) for $nc_shown" {q(fix_link)}
+    done < "$nc_tmp/ordered"
+    nc_max="$(grep -E '^GLIBC_[0-9]+(\\.[0-9]+)+$' "$nc_tmp/versions" | sed 's/^GLIBC_//' | sort -V | tail -n 1)"
+    echo "$nc_zip: max GLIBC version required: $nc_max (pin {glibc})" >&2
+  fi
+fi
+if [ "$nc_failed" -ne 0 ]; then exit 1; fi
+echo "$nc_zip: ok (bootstrap for {target.name}, glibc <= {glibc})"
+) || exit 1
+"""
