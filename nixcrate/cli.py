@@ -107,7 +107,7 @@ def _print_init(result: InitResult, *, check: bool) -> None:
         out.print("flake.nix is up to date with the workspace")
         return
     for path, action in result.actions:
-        out.print(f"{action:>9}  {path}")
+        out.print(f"{action:>9}  {path}", soft_wrap=True)
     table = Table(title=None, box=None, show_header=True, pad_edge=False)
     table.add_column("kind")
     table.add_column("members", justify="right")
@@ -129,13 +129,14 @@ def _print_init(result: InitResult, *, check: bool) -> None:
         out.print(
             f"services' closure: {len(services.crates)} third-party crates, "
             f"{len(result.report.shared_by_services)} shared by two or more services "
-            f"({result.report.shared_share:.0%}), compiled once in deployCargoArtifacts"
+            f"({result.report.shared_share:.0%}), compiled once in deployCargoArtifacts",
+            soft_wrap=True,
         )
     if result.report.lambdas.members:
-        out.print(f"handlers' closure: {len(result.report.lambdas.crates)} third-party crates, compiled once in lambdaDeployCargoArtifacts")
+        out.print(f"handlers' closure: {len(result.report.lambdas.crates)} third-party crates, compiled once in lambdaDeployCargoArtifacts", soft_wrap=True)
     for closure_name, applied in result.native_applied:
         for line in applied:
-            out.print(f"native ({closure_name}): {line}")
+            out.print(f"native ({closure_name}): {line}", soft_wrap=True)
 
 
 def main() -> None:

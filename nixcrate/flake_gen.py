@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nixcrate import closure as closure_mod
+from nixcrate import native
 from nixcrate.errors import WorkspaceError
 from nixcrate.workspace import Crate, MemberKind
 
@@ -119,6 +120,8 @@ class ClosureContext:
     build_inputs: tuple[str, ...]
     env: tuple[tuple[str, str], ...]  # (name, Nix expression)
     prebuild: str = ""
+    native_applied: tuple[str, ...] = ()  # "crate: inputs (reason)", for init's report
+    native_unknown: tuple[str, ...] = ()  # -sys crates the table does not know
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,13 +285,14 @@ def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph
     return tuple(sorted(outs, key=lambda o: o.name))
 
 
-def _native(closure: closure_mod.Closure, ws: Workspace, config: Config, *, lambda_closure: bool) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
-    try:
-        from nixcrate import native  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - the native table lands separately
-        return (), (), ()
-    req = native.requirements_for(closure.crate_names, lambda_closure=lambda_closure, overrides=config.native, workspace=ws)
-    return tuple(req.nix_native_build_inputs()), tuple(req.nix_build_inputs()), tuple(req.nix_env())
+def _native(closure: closure_mod.Closure, ws: Workspace, config: Config, *, lambda_closure: bool) -> native.NativeRequirements:
+    """The native inputs of the crates in this closure only (a handler never gets a service's)."""
+    return native.requirements_for(
+        closure.crate_names,
+        lambda_closure=lambda_closure,
+        overrides=config.native,
+        links=native.links_signal(ws),
+    )
 
 
 def _member_inputs(names: Iterable[str], config: Config) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
@@ -317,7 +321,8 @@ def _closure_context(
     extra_env: tuple[tuple[str, str], ...] = (),
     prebuild: str = "",
 ) -> ClosureContext:
-    n_nbi, n_bi, n_env = _native(closure, ws, config, lambda_closure=lambda_closure)
+    req = _native(closure, ws, config, lambda_closure=lambda_closure)
+    n_nbi, n_bi, n_env = tuple(req.nix_native_build_inputs()), tuple(req.nix_build_inputs()), tuple(req.nix_env())
     m_nbi, m_bi, m_env = _member_inputs(members, config)
     env = dict(n_env) | dict(extra_env) | dict(m_env)
     return ClosureContext(
@@ -329,6 +334,10 @@ def _closure_context(
         build_inputs=tuple(dict.fromkeys((*n_bi, *m_bi))),
         env=tuple(sorted(env.items())),
         prebuild=prebuild,
+        native_applied=tuple(
+            f"{a.crate}: {', '.join((*a.native_build_inputs, *a.build_inputs, *(k for k, _ in a.env)))} ({a.reason})" for a in req.applied
+        ),
+        native_unknown=tuple(u.message for u in req.unknown),
     )
 
 

@@ -75,7 +75,8 @@ def run_init(root: Path, *, check: bool = False, force: bool = False) -> InitRes
     if any(p.action is not files.Action.IDENTICAL for p in plans):
         files.check_writable(root, str(root))
     files.apply(plans)
-    warnings = list(ws.warnings) + git_warnings(root, ws)
+    closures = [c for c in (context.service_closure, context.lambda_closure) if c is not None]
+    warnings = list(ws.warnings) + [m for c in closures for m in c.native_unknown] + git_warnings(root, ws)
     return InitResult(
         root,
         ws,
@@ -83,7 +84,8 @@ def run_init(root: Path, *, check: bool = False, force: bool = False) -> InitRes
         context,
         report,
         tuple((p.display, p.action.value) for p in plans),
-        tuple(warnings),
+        tuple(dict.fromkeys(warnings)),
+        tuple((c.attr, c.native_applied) for c in closures if c.native_applied),
     )
 
 
