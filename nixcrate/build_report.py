@@ -274,16 +274,24 @@ class BuildReport:
         """The table, failed logs (stderr), the output paths and the summary line."""
         if self.items:
             out.print(self.table())
-        for i in self.items:
-            if i.state is State.FAILED:
-                err.print(f"[bold red]failed:[/] {i.name} ({i.drv}), last {len(i.log_tail)} log lines:", soft_wrap=True)
-                for line in i.log_tail:
-                    err.print(f"  > {line}", markup=False, highlight=False, soft_wrap=True)
+        self.print_failures(err)
         for o in self.outputs:
             out.print(f"{o.output}: {o.path}", markup=False, soft_wrap=True)
             if o.bootstrap_zip:
                 out.print(f"{o.output}: {o.bootstrap_zip}", markup=False, soft_wrap=True)
         out.print(self.summary(), markup=False, soft_wrap=True)
+
+    def print_failures(self, err: Console) -> None:
+        """Each failed derivation with the tail of its log; nix's own errors when none failed."""
+        failed = [i for i in self.items if i.state is State.FAILED]
+        if not failed and self.returncode != 0 and not self.interrupted:
+            for message in self.errors:
+                err.print(message, markup=False, highlight=False, soft_wrap=True)
+        for i in failed:
+            if i.state is State.FAILED:
+                err.print(f"[bold red]failed:[/] {i.name} ({i.drv}), last {len(i.log_tail)} log lines:", soft_wrap=True)
+                for line in i.log_tail:
+                    err.print(f"  > {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 _STYLE = {
@@ -352,6 +360,7 @@ class BuildTracker:
         self.failed: set[str] = set()
         self.errors: list[str] = []
         self._finished_builds = 0  # done + failed, as nix's Builds activity counts them
+        self._failed_builds = 0
 
     @property
     def done(self) -> int:
@@ -398,7 +407,7 @@ class BuildTracker:
                 if build is not None:
                     build.log.append(_ANSI.sub("", str(event.fields[0])))
             elif event.type == ResultType.PROGRESS and start.type == ActivityType.BUILDS and len(event.fields) >= 4:
-                return self._builds_progress(int(event.fields[0]) + int(event.fields[3]), now)
+                return self._builds_progress(int(event.fields[0]), int(event.fields[3]), now)
             return None
         if event.level == 0:
             self.errors.append(event.text)
@@ -418,15 +427,19 @@ class BuildTracker:
         build.end = now
         return None if drv in self.failed else f"built {store_name(drv)} ({now - build.start:.1f} s)"
 
-    def _builds_progress(self, finished: int, now: float) -> str | None:
+    def _builds_progress(self, done: int, failed: int, now: float) -> str | None:
         # Nix 2.8 stops the activity of a requested output's build only when it exits; its
         # Builds counter moves when a build ends. When as many builds ended as were running,
         # those builds are the ones that ended.
-        delta, self._finished_builds = finished - self._finished_builds, finished
+        delta = done + failed - self._finished_builds
+        new_failure = failed > self._failed_builds
+        self._finished_builds, self._failed_builds = done + failed, failed
         if delta <= 0 or delta != len(self.running):
             return None
-        notices = [n for drv in list(self.running) if (n := self._end_build(drv, now))]
-        return "\n".join(notices) or None
+        ended = list(self.running)
+        notices = [n for drv in ended if (n := self._end_build(drv, now))]
+        # A failure is named by nix's error message, which comes next.
+        return None if new_failure or not notices else "\n".join(notices)
 
     def _walk(self) -> Iterator[str]:
         seen: set[str] = set()

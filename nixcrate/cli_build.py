@@ -67,6 +67,7 @@ def build_command(
 
     if as_json:
         console.out.print(report.json_text(), markup=False, highlight=False, soft_wrap=True)
+        report.print_failures(console.err)
     else:
         report.print(console.out, console.err)
     if summary_file is not None:
