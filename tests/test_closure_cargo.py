@@ -63,3 +63,33 @@ def test_unified_closure_command_would_recompile(tmp_path: Path) -> None:
     api = next(o for o in ctx.services if o.member == "api")
     step = box.package_step(ws, "api", _service_command(api))
     assert third_party(ws, step.compiled), "feature unification should have forced a recompile"
+
+
+def _zigbuild_ready() -> str | None:
+    import shutil
+
+    if shutil.which("cargo-zigbuild") is None:
+        return "cargo-zigbuild is not installed (pip install cargo-zigbuild ziglang)"
+    return None
+
+
+@pytest.mark.skipif(_zigbuild_ready() is not None, reason=str(_zigbuild_ready()))
+def test_each_handler_zigbuild_compiles_no_third_party_crate(tmp_path: Path) -> None:
+    """lambdaDeployCargoArtifacts' commands, then each handler's own zigbuild link: 0 recompiles."""
+    ws = workspace.load(copy_workspace(EXAMPLE, tmp_path / "ws"))
+    ctx = flake_gen.build_context(ws, config_mod.load(ws.root))
+    lam = ctx.lambda_closure
+    assert lam is not None and ctx.lambdas
+    box = Sandbox(tmp_path / "sbx", cargo_home(tmp_path))
+    # the env attributes of lambdaArgs, as the derivation exports them, then its preBuild
+    prelude = "".join(f"export {k}={v}\n" for k, v in lam.env) + lam.prebuild
+    closure = box.closure_step(ws, lam.commands, prelude)
+    assert third_party(ws, closure.compiled)
+    recompiled = {}
+    for output in ctx.lambdas:
+        step = box.package_step(ws, output.member, output.build_command, prelude)
+        recompiled[output.name] = third_party(ws, step.compiled)
+        binary = box.top / "source" / output.install_shell.split("cp ", 1)[1].split(" ", 1)[0]
+        assert binary.is_file(), f"{output.name}: the handler binary was not linked at {binary}"
+    print("third-party crates recompiled per handler build:", {k: len(v) for k, v in recompiled.items()})
+    assert recompiled == {o.name: [] for o in ctx.lambdas}
