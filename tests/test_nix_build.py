@@ -67,7 +67,7 @@ class FakeCraneFlake:
     ) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        outputs = [f'deployCargoArtifacts = deps;']
+        outputs = ["deployCargoArtifacts = deps;"]
         outputs += [f'{s} = mk "{s}-0.1.0" [deps] "mkdir $out; echo {s} > $out/bin";' for s in services]
         outputs += [
             f'deploy-lambda-{h} = mk "{h}-0.1.0" [deps] "mkdir $out; echo zip > $out/bootstrap.zip";' for h in lambdas
