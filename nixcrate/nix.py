@@ -120,11 +120,15 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 def check_version() -> tuple[int, ...]:
     version = parse_version(runner.run(["nix", "--version"]).stdout)
+    _require(version)
+    return version
+
+
+def _require(version: tuple[int, ...]) -> None:
     if version[:2] < MIN_VERSION:
         have = ".".join(map(str, version))
         need = ".".join(map(str, MIN_VERSION))
         raise NixTooOld(f"nix {have} is older than {need}: upgrade Nix (https://nixos.org/download)")
-    return version
 
 
 def _nix_json(argv: Sequence[str]) -> object:
@@ -144,12 +148,33 @@ def current_system() -> str:
     return system
 
 
-def flake_outputs(flake: str, system: str) -> dict[str, str]:
-    """Output name -> .drv path of `packages.<system>` (evaluating the .drvs into the store)."""
+def version_and_system() -> tuple[tuple[int, ...], str]:
+    """Nix's version and system in one `nix eval` (each nix start costs ~30 ms)."""
+    try:
+        found = _nix_json(["nix", "eval", "--json", "--impure", "--expr", "[ builtins.nixVersion builtins.currentSystem ]"])
+    except (CommandFailed, ValueError):
+        check_version()  # a Nix too old for `nix eval --expr` is named by its version
+        raise
+    assert isinstance(found, list)
+    _require(parse_version(str(found[0])))
+    return parse_version(str(found[0])), str(found[1])
+
+
+def flake_outputs(flake: str, system: str, wanted: Sequence[str] = ()) -> dict[str, str | None]:
+    """Output name -> .drv path of `packages.<system>`; with `wanted`, only those outputs are
+    evaluated (the others map to None), as evaluating a crane package is not free."""
     attr = f"{flake}#packages.{system}"
-    found = _nix_json(["nix", "eval", "--json", attr, "--apply", "builtins.mapAttrs (n: p: p.drvPath)"])
+    # Outputs that are deps closures are only evaluated when asked for.
+    pick = (
+        f"builtins.intersectAttrs (builtins.fromJSON {json.dumps(json.dumps(dict.fromkeys(wanted)))})"
+        if wanted
+        else f'lib: builtins.removeAttrs lib (builtins.filter (n: builtins.match ".*{CLOSURE_SUFFIX}" n != null) (builtins.attrNames lib))'
+    )
+    apply = f"ps: {{ names = builtins.attrNames ps; drvs = builtins.mapAttrs (n: p: p.drvPath) (({pick}) ps); }}"
+    found = _nix_json(["nix", "eval", "--json", attr, "--apply", apply])
     assert isinstance(found, dict)
-    return {str(k): str(v) for k, v in found.items()}
+    drvs = found["drvs"]
+    return {str(n): drvs.get(n) for n in found["names"]}
 
 
 def select_outputs(available: Iterable[str], requested: Sequence[str]) -> tuple[str, ...]:
@@ -221,11 +246,10 @@ def path_info(paths: Sequence[str], *, all_valid: bool = False) -> dict[str, Pat
 
 
 def plan_build(flake: str, requested: Sequence[str]) -> BuildPlan:
-    check_version()
-    system = current_system()
-    available = flake_outputs(flake, system)
+    _, system = version_and_system()
+    available = flake_outputs(flake, system, requested)
     chosen = select_outputs(available, requested)
-    outputs = tuple((name, available[name]) for name in chosen)
+    outputs = tuple((name, str(available[name])) for name in chosen)
     derivations = show_derivations(sorted({drv for _, drv in outputs}))
     all_outputs = sorted({p for d in derivations.values() for p in d.out_paths})
     invalid = invalid_paths(all_outputs)

@@ -233,8 +233,8 @@ def test_flakes_disabled_is_explained(store: Path, system: str, request: pytest.
 def test_fake_old_nix_is_refused(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir = store / "bin"
     bin_dir.mkdir()
-    fake = bin_dir / "nix"  # FakeNix: only answers --version
-    fake.write_text("#!/bin/sh\necho 'nix (Nix) 2.3.16'\n")
+    fake = bin_dir / "nix"  # FakeNix: a Nix 2.3, which has no `nix eval --expr`
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && exec echo 'nix (Nix) 2.3.16'\necho \"error: unrecognised flag '--json'\" >&2; exit 1\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     result = CliRunner().invoke(build_command, ["--flake", str(store)])
