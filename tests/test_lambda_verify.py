@@ -1,6 +1,7 @@
 """`nixcrate lambda verify` and check_shell on real binaries: the zigbuild .2.26 handler
 passes, the host-linked one and each broken zip fail, both checkers agree line for line."""
 
+# ruff: noqa: F811, T201 - pytest fixtures imported by name; prints record the measured figures
 from __future__ import annotations
 
 import json
