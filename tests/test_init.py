@@ -166,3 +166,9 @@ def test_broken_cargo_toml_exits_1_with_one_line_and_writes_nothing(ws: Path) ->
 
 def test_usage_error_exits_2() -> None:
     assert run("init", "--no-such-flag")[0] == 2
+
+
+def test_shipped_example_flake_is_up_to_date() -> None:
+    """The committed examples/monorepo/flake.nix is what nixcrate generates today (drift check)."""
+    code, _, err = run("init", "--check", str(EXAMPLE))
+    assert code == 0, err
