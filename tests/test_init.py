@@ -25,7 +25,9 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
-    return copy_workspace(EXAMPLE, tmp_path / "monorepo")
+    root = copy_workspace(EXAMPLE, tmp_path / "monorepo")
+    (root / "flake.nix").unlink()  # a workspace before its first `nixcrate init`
+    return root
 
 
 def test_init_writes_flake_and_keeps_nixcrate_toml(ws: Path) -> None:
