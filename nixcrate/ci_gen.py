@@ -464,7 +464,8 @@ def resolve_settings(given: CiOptions, existing_text: str | None, display: str) 
     cache = given.cache or recorded.cache
     if cache is None:
         raise UsageError(
-            f"{display}: no --cache given and none recorded in the workflow: pass --cache {CACHE_FORMS.replace(', or ', ' | ').replace(', ', ' | ')}"
+            f"{display}: no --cache given and none recorded in the workflow: "
+            "pass --cache cachix:NAME | s3://BUCKET?region=REGION | https://HOST (see docs/ci.md)"
         )
     public_key = (
         given.public_key
