@@ -270,3 +270,21 @@ def render_initial(ws: Workspace, kinds: dict[str, MemberKind]) -> str:
 def _toml_key(name: str) -> str:
     bare = all(ch.isalnum() or ch in "-_" for ch in name) and name.isascii()
     return name if bare else f'"{name}"'
+
+
+def set_git_hashes(root: Path, hashes: dict[str, str]) -> None:
+    """Add hashes under [git-hashes], keeping every comment and edit of the user's file."""
+    import tomlkit  # noqa: PLC0415 - only `nixcrate hashes` edits the file
+
+    from nixcrate import files  # noqa: PLC0415
+
+    path = root / FILENAME
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    doc = tomlkit.parse(text)
+    table = doc.get("git-hashes")
+    if table is None:
+        table = tomlkit.table()
+        doc["git-hashes"] = table
+    for source, value in sorted(hashes.items()):
+        table[source] = value
+    files.atomic_write(path, tomlkit.dumps(doc))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from nixcrate import closure as closure_mod
 from nixcrate import config as config_mod
-from nixcrate import files, flake_gen, workspace
+from nixcrate import files, flake_gen, git_deps, workspace
 from nixcrate.errors import OutOfDate
 from nixcrate.workspace import MemberKind
 
@@ -76,7 +76,14 @@ def run_init(root: Path, *, check: bool = False, force: bool = False) -> InitRes
         files.check_writable(root, str(root))
     files.apply(plans)
     closures = [c for c in (context.service_closure, context.lambda_closure) if c is not None]
-    warnings = list(ws.warnings) + [m for c in closures for m in c.native_unknown] + git_warnings(root, ws)
+    hashes = git_deps.status(ws.lock, config.git_hashes)
+    warnings = [
+        *ws.warnings,
+        *(m for c in closures for m in c.native_unknown),
+        *(git_deps.missing_warning(src) for src in hashes.missing),
+        *(f"nixcrate.toml: [git-hashes] \"{key}\" names no git source of Cargo.lock: remove it" for key in hashes.stale),
+        *git_warnings(root, ws),
+    ]
     return InitResult(
         root,
         ws,

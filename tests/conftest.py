@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,13 @@ SHARED = REPO.parent / "shared"
 CRANE_EVAL = SHARED / "crane-eval"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# The same Nix settings scripts/test exports, so a bare `pytest` behaves like CI:
+# flakes on, no sandbox, no substituter (there is no network).
+os.environ.setdefault(
+    "NIX_CONFIG",
+    "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\nwarn-dirty = false",
+)
 
 
 def have(tool: str) -> bool:
