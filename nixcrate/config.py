@@ -45,6 +45,25 @@ class NativeOverride:
     env: tuple[tuple[str, str], ...] = ()
     replace: bool = False
     reason: str = ""
+    # only in the handlers' closure (built with cargo-zigbuild)
+    lambda_native_build_inputs: tuple[str, ...] = ()
+    lambda_build_inputs: tuple[str, ...] = ()
+    lambda_env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClosureConfig:
+    """[services] / [lambda]: what applies to a closure and every package reusing it."""
+
+    native_build_inputs: tuple[str, ...] = ()
+    build_inputs: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    profile: str = "release"
+
+    @property
+    def profile_dir(self) -> str:
+        """Cargo's output directory for the profile (`dev` builds into target/debug)."""
+        return "debug" if self.profile in ("dev", "test") else self.profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +76,8 @@ class Config:
     service_opt_level: str | None = None  # None: the workspace profile decides
     git_hashes: tuple[tuple[str, str], ...] = ()
     native: tuple[tuple[str, NativeOverride], ...] = ()
+    services: ClosureConfig = ClosureConfig()
+    lambdas: ClosureConfig = ClosureConfig()
     toolchain: str = "auto"  # auto | nixpkgs | file
     checks_closure: bool = False
     exists: bool = field(default=False, compare=False)
@@ -148,7 +169,11 @@ def _native(name: str, raw: Any) -> NativeOverride:
     prefix = f"native.{name}."
     if not isinstance(raw, dict):
         raise _err(f"native.{name}", "expected a table: fix the value")
-    _unknown(raw, ("native-build-inputs", "build-inputs", "env", "replace", "reason"), prefix)
+    _unknown(
+        raw,
+        ("native-build-inputs", "build-inputs", "env", "replace", "reason", "lambda-native-build-inputs", "lambda-build-inputs", "lambda-env"),
+        prefix,
+    )
     replace = raw.get("replace", False)
     if not isinstance(replace, bool):
         raise _err(prefix + "replace", "expected true or false: fix the value")
@@ -158,6 +183,24 @@ def _native(name: str, raw: Any) -> NativeOverride:
         env=_str_table(raw.get("env", {}), prefix + "env"),
         replace=replace,
         reason=_str(raw.get("reason", ""), prefix + "reason"),
+        lambda_native_build_inputs=_str_list(raw.get("lambda-native-build-inputs", []), prefix + "lambda-native-build-inputs"),
+        lambda_build_inputs=_str_list(raw.get("lambda-build-inputs", []), prefix + "lambda-build-inputs"),
+        lambda_env=_str_table(raw.get("lambda-env", {}), prefix + "lambda-env"),
+    )
+
+
+_CLOSURE_KEYS = ("native-build-inputs", "build-inputs", "env", "profile")
+
+
+def _closure(key: str, raw: dict[str, Any]) -> ClosureConfig:
+    profile = _str(raw.get("profile", "release"), f"{key}.profile")
+    if not profile or not all(ch.isalnum() or ch in "-_" for ch in profile):
+        raise _err(f"{key}.profile", f"expected a cargo profile name, got {profile!r}: fix the value")
+    return ClosureConfig(
+        native_build_inputs=_str_list(raw.get("native-build-inputs", []), f"{key}.native-build-inputs"),
+        build_inputs=_str_list(raw.get("build-inputs", []), f"{key}.build-inputs"),
+        env=_str_table(raw.get("env", {}), f"{key}.env"),
+        profile=profile,
     )
 
 
@@ -169,7 +212,11 @@ def parse(data: dict[str, Any]) -> Config:
     lam = data.get("lambda", {})
     svc = data.get("services", {})
     checks = data.get("checks", {})
-    for key, table, known in (("lambda", lam, ("glibc", "opt-level")), ("services", svc, ("opt-level",)), ("checks", checks, ("closure",))):
+    for key, table, known in (
+        ("lambda", lam, ("glibc", "opt-level", *_CLOSURE_KEYS)),
+        ("services", svc, ("opt-level", *_CLOSURE_KEYS)),
+        ("checks", checks, ("closure",)),
+    ):
         if not isinstance(table, dict):
             raise _err(key, "expected a table: fix the value")
         _unknown(table, known, f"{key}.")
@@ -199,6 +246,8 @@ def parse(data: dict[str, Any]) -> Config:
         service_opt_level=_opt_level(svc["opt-level"], "services.opt-level") if "opt-level" in svc else None,
         git_hashes=_str_table(hashes, "git-hashes"),
         native=tuple(sorted((name, _native(name, raw)) for name, raw in native.items())),
+        services=_closure("services", svc),
+        lambdas=_closure("lambda", lam),
         toolchain=toolchain,
         checks_closure=closure,
         exists=True,

@@ -253,7 +253,7 @@ def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph
                 )
             seen[out_name] = name
             build = lambda_pkg.zigbuild_command(name, member.arch, config.lambda_glibc, _cargo_args(name, config).removeprefix(f"--locked -p {name}").strip(), bin=target.name)
-            binary = lambda_pkg.binary_path(member.arch, target.name)
+            binary = lambda_pkg.binary_path(member.arch, target.name, config.lambdas.profile_dir)
             install = "\n".join(
                 [
                     "mkdir -p \"$TMPDIR/lambda-staging\"",
@@ -302,8 +302,8 @@ def _member_inputs(names: Iterable[str], config: Config) -> tuple[tuple[str, ...
     env: dict[str, str] = {}
     for name in names:
         m = config.member(name)
-        nbi.update(f"pkgs.{a}" for a in m.native_build_inputs)
-        bi.update(f"pkgs.{a}" for a in m.build_inputs)
+        nbi.update(native.nix_attr(a) for a in m.native_build_inputs)
+        bi.update(native.nix_attr(a) for a in m.build_inputs)
         env.update(m.env)
     return tuple(sorted(nbi)), tuple(sorted(bi)), _env_pairs(env.items())
 
@@ -325,14 +325,21 @@ def _closure_context(
     req = _native(closure, ws, config, lambda_closure=lambda_closure)
     n_nbi, n_bi, n_env = tuple(req.nix_native_build_inputs()), tuple(req.nix_build_inputs()), tuple(req.nix_env())
     m_nbi, m_bi, m_env = _member_inputs(members, config)
-    env = dict(n_env) | dict(extra_env) | dict(m_env)
+    # [services] / [lambda] of nixcrate.toml: the whole closure and every package reusing it
+    cfg = config.lambdas if lambda_closure else config.services
+    c_nbi = tuple(native.nix_attr(a) for a in cfg.native_build_inputs)
+    c_bi = tuple(native.nix_attr(a) for a in cfg.build_inputs)
+    c_env = dict(_env_pairs(cfg.env))
+    if cfg.profile != "release":
+        c_env["CARGO_PROFILE"] = nix_str(cfg.profile)  # crane's cargoWithProfile reads it
+    env = dict(n_env) | dict(extra_env) | c_env | dict(m_env)
     return ClosureContext(
         attr=attr,
         pname=nix_str(pname),
         commands="\n".join(commands),
         members=members,
-        native_build_inputs=tuple(dict.fromkeys((*extra_native, *n_nbi, *m_nbi))),
-        build_inputs=tuple(dict.fromkeys((*n_bi, *m_bi))),
+        native_build_inputs=tuple(dict.fromkeys((*extra_native, *n_nbi, *c_nbi, *m_nbi))),
+        build_inputs=tuple(dict.fromkeys((*n_bi, *c_bi, *m_bi))),
         env=tuple(sorted(env.items())),
         prebuild=prebuild,
         native_applied=tuple(

@@ -371,10 +371,14 @@ def _override_entry(crate: str, ov: NativeOverride, base: NativeEntry | None) ->
     nbi = _attr_list(list(ov.native_build_inputs), f"{where}.native-build-inputs", ConfigError)
     bi = _attr_list(list(ov.build_inputs), f"{where}.build-inputs", ConfigError)
     env = _env_table(ov.env, f"{where}.env", ConfigError)
+    l_nbi = _attr_list(list(ov.lambda_native_build_inputs), f"{where}.lambda-native-build-inputs", ConfigError)
+    l_bi = _attr_list(list(ov.lambda_build_inputs), f"{where}.lambda-build-inputs", ConfigError)
+    l_env = _env_table(ov.lambda_env, f"{where}.lambda-env", ConfigError)
+    lambda_only = {"lambda_native_build_inputs": l_nbi, "lambda_build_inputs": l_bi, "lambda_env": l_env}
     if base is None:
-        return NativeEntry(crate, ov.reason or f"set in {FILENAME}", nbi, bi, env, origin=FILENAME)
+        return NativeEntry(crate, ov.reason or f"set in {FILENAME}", nbi, bi, env, origin=FILENAME, **lambda_only)
     if ov.replace:
-        return NativeEntry(base.crate, ov.reason or f"replaced in {FILENAME}", nbi, bi, env, origin=FILENAME)
+        return NativeEntry(base.crate, ov.reason or f"replaced in {FILENAME}", nbi, bi, env, origin=FILENAME, **lambda_only)
     merged_env = dict(base.env)
     merged_env.update(env)
     return NativeEntry(
@@ -383,9 +387,9 @@ def _override_entry(crate: str, ov: NativeOverride, base: NativeEntry | None) ->
         native_build_inputs=_uniq(base.native_build_inputs + nbi),
         build_inputs=_uniq(base.build_inputs + bi),
         env=tuple(sorted(merged_env.items())),
-        lambda_native_build_inputs=base.lambda_native_build_inputs,
-        lambda_build_inputs=base.lambda_build_inputs,
-        lambda_env=base.lambda_env,
+        lambda_native_build_inputs=_uniq(base.lambda_native_build_inputs + l_nbi),
+        lambda_build_inputs=_uniq(base.lambda_build_inputs + l_bi),
+        lambda_env=tuple(sorted({**dict(base.lambda_env), **dict(l_env)}.items())),
         origin=f"table+{FILENAME}",
     )
 

@@ -174,3 +174,23 @@ def test_shipped_example_flake_is_up_to_date() -> None:
     """The committed examples/monorepo/flake.nix is what nixcrate generates today (drift check)."""
     code, _, err = run("init", "--check", str(EXAMPLE))
     assert code == 0, err
+
+
+def test_closure_and_native_overrides_reach_closure_and_packages(ws: Path) -> None:
+    toml = ws / "nixcrate.toml"
+    toml.write_text(
+        toml.read_text()
+        .replace("[services]\n", '[services]\nnative-build-inputs = ["protobuf"]\nenv = { FOO = "bar" }\nprofile = "production"\n')
+        .replace("[lambda]\n", '[lambda]\nbuild-inputs = ["llvmPackages.libclang"]\n')
+        + '\n[native."smallvec"]\nreason = "pretend it links something"\nbuild-inputs = ["sqlite"]\nlambda-env = { ONLY_IN_LAMBDA = "1" }\n'
+    )
+    code, out, err = run("init", str(ws))
+    assert code == 0, err
+    flake = (ws / "flake.nix").read_text()
+    service_args = flake.split("serviceArgs = commonArgs // {", 1)[1].split("};\n\n", 1)[0]
+    lambda_args = flake.split("lambdaArgs = commonArgs // {", 1)[1].split("preBuild", 1)[0]
+    assert "pkgs.protobuf" in service_args and 'FOO = "bar";' in service_args and 'CARGO_PROFILE = "production";' in service_args
+    assert "pkgs.sqlite" in service_args  # smallvec is in the services' closure only
+    assert "pkgs.llvmPackages.libclang" in lambda_args and "pkgs.protobuf" not in lambda_args
+    assert "ONLY_IN_LAMBDA" not in flake  # smallvec is not in the handlers' closure
+    assert "native (deployCargoArtifacts): smallvec: sqlite (pretend it links something)" in out
