@@ -48,6 +48,7 @@ class LockGraph:
         for p in ws.lock.packages:
             self._by_name.setdefault(p.name, []).append(p)
         self._in_tree = {c.name: c for c in ws.crates}
+        self._memo: dict[tuple[str, str, str | None], frozenset[LockPackage]] = {}
 
     def resolve(self, ref: str) -> LockPackage | None:
         parts = ref.split(" ", 2)
@@ -67,30 +68,32 @@ class LockGraph:
 
     def third_party(self, crate: Crate) -> frozenset[LockPackage]:
         """Registry and git packages reachable from an in-tree crate (no dev-deps of in-tree crates)."""
-        seen: set[tuple[str, str, str | None]] = set()
-        out: set[LockPackage] = set()
         start = self.package_of(crate)
-        stack: list[LockPackage] = [start] if start else []
-        while stack:
-            pkg = stack.pop()
-            ident = (pkg.name, pkg.version, pkg.source)
-            if ident in seen:
+        return self._reach(start) if start else frozenset()
+
+    def _reach(self, pkg: LockPackage) -> frozenset[LockPackage]:
+        """Third-party packages reachable from pkg (itself included unless in-tree), memoised:
+        a workspace of hundreds of members shares most of its graph."""
+        ident = (pkg.name, pkg.version, pkg.source)
+        cached = self._memo.get(ident)
+        if cached is not None:
+            return cached
+        self._memo[ident] = frozenset()  # guards cycles (only in-tree dev-deps can make one)
+        skip: frozenset[str] = frozenset()
+        tree = self._in_tree.get(pkg.name)
+        if pkg.is_path and tree is not None:
+            non_dev = {d.name for d in tree.deps if d.kind != "dev"}
+            skip = frozenset(d.name for d in tree.deps if d.kind == "dev" and d.name not in non_dev)
+        out: set[LockPackage] = set() if pkg.is_path else {pkg}
+        for ref in pkg.dependencies:
+            if ref.split(" ", 1)[0] in skip:
                 continue
-            seen.add(ident)
-            if not pkg.is_path:
-                out.add(pkg)
-            skip: frozenset[str] = frozenset()
-            tree = self._in_tree.get(pkg.name)
-            if pkg.is_path and tree is not None:
-                non_dev = {d.name for d in tree.deps if d.kind != "dev"}
-                skip = frozenset(d.name for d in tree.deps if d.kind == "dev" and d.name not in non_dev)
-            for ref in pkg.dependencies:
-                if ref.split(" ", 1)[0] in skip:
-                    continue
-                dep = self.resolve(ref)
-                if dep is not None:
-                    stack.append(dep)
-        return frozenset(out)
+            dep = self.resolve(ref)
+            if dep is not None:
+                out |= self._reach(dep)
+        result = frozenset(out)
+        self._memo[ident] = result
+        return result
 
     def path_closure(self, crate: Crate) -> tuple[Crate, ...]:
         """The crate and every in-tree crate it depends on (normal and build deps), sorted by path."""

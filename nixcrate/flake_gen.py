@@ -165,14 +165,32 @@ def classify(ws: Workspace, config: Config) -> Classified:
     return Classified(kinds=tuple(sorted(kinds)), excluded=tuple(sorted(config.exclude)))
 
 
+# id(ws) -> (ws, {crate path: fileset expression}); every output of a workspace asks for
+# the same crates again, and a 100-member workspace has thousands of (output, crate) pairs.
+_FILESETS: dict[int, tuple[Workspace, dict[str, str]]] = {}
+
+
 def _crate_fileset(crate: Crate, ws: Workspace) -> str:
     """The crate's directory, minus crates nested inside it (and generated files at the root)."""
+    cached = _FILESETS.get(id(ws))
+    if cached is None or cached[0] is not ws:
+        _FILESETS.clear()
+        cached = (ws, {})
+        _FILESETS[id(ws)] = cached
+    table = cached[1]
+    key = crate.path.as_posix()
+    if key not in table:
+        table[key] = _compute_fileset(crate, ws)
+    return table[key]
+
+
+def _compute_fileset(crate: Crate, ws: Workspace) -> str:
     here = nix_path(crate.path)
-    nested = sorted(
-        c.path for c in ws.crates if c.path != crate.path and (crate.path.as_posix() == "." or crate.path in c.path.parents)
-    )
+    root = crate.path.as_posix()
+    prefix = "" if root == "." else root + "/"
+    nested = sorted(c.path for c in ws.crates if c.path != crate.path and c.path.as_posix().startswith(prefix))
     minus = [nix_path(p) for p in nested]
-    if crate.path.as_posix() == ".":
+    if root == ".":
         minus += [f"(lib.fileset.maybeMissing {nix_path(g)})" for g in (*GENERATED, "target")]
     if not minus:
         return here

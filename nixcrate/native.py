@@ -40,6 +40,7 @@ _ENTRY_KEYS = (
     "lambda-native-build-inputs",
     "lambda-build-inputs",
     "lambda-env",
+    "lambda-bundled",
 )
 
 # A nixpkgs attribute path: dot-separated names. Names that are not Nix identifiers
@@ -142,6 +143,9 @@ class NativeEntry:
     lambda_build_inputs: tuple[str, ...] = ()
     lambda_env: tuple[tuple[str, str], ...] = ()
     origin: str = "table"  # table | nixcrate.toml | table+nixcrate.toml
+    # In a handlers' closure the entry gives nothing, so the crate compiles its bundled copy:
+    # a static library, where one linked from nixpkgs would need a .so Lambda does not have.
+    lambda_bundled: bool = False
 
     @property
     def needs_nothing(self) -> bool:
@@ -167,6 +171,8 @@ class NativeEntry:
         return frozenset(names)
 
     def applied(self, *, lambda_closure: bool) -> AppliedEntry:
+        if lambda_closure and self.lambda_bundled:
+            return AppliedEntry(self.crate, f"bundled in handlers: {self.reason}", (), (), (), self.origin)
         if not lambda_closure:
             return AppliedEntry(
                 self.crate, self.reason, self.native_build_inputs, self.build_inputs, self.env, self.origin
@@ -354,9 +360,16 @@ def parse_table(data: Mapping[str, Any], source: str = TABLE_FILE) -> NativeTabl
                     body.get("lambda-build-inputs", []), f"{where}.lambda-build-inputs", TableError
                 ),
                 lambda_env=_env_table(body.get("lambda-env", {}), f"{where}.lambda-env", TableError),
+                lambda_bundled=_flag(body.get("lambda-bundled", False), f"{where}.lambda-bundled"),
             )
         )
     return NativeTable(tuple(sorted(entries, key=lambda e: e.crate)))
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise TableError(f"{where}: expected true or false")
+    return value
 
 
 @functools.cache
@@ -391,6 +404,7 @@ def _override_entry(crate: str, ov: NativeOverride, base: NativeEntry | None) ->
         lambda_build_inputs=_uniq(base.lambda_build_inputs + l_bi),
         lambda_env=tuple(sorted({**dict(base.lambda_env), **dict(l_env)}.items())),
         origin=f"table+{FILENAME}",
+        lambda_bundled=base.lambda_bundled,
     )
 
 

@@ -448,3 +448,14 @@ def test_fake_links_signal_reads_in_tree_and_vendored_manifests(tmp_path: Path) 
     ws = FakeWorkspace([FakeCrate("my-native", "mylib"), FakeCrate("app", None)])
     found = links_signal(ws, [vendor, tmp_path / "missing"])  # type: ignore[arg-type]
     assert found == {"my-native": "mylib", "zlib-thing": "z"}
+
+
+def test_handlers_build_bundled_copies_where_the_crate_can() -> None:
+    """A nixpkgs .so linked into a handler is missing on Lambda: bzip2/lzma/zstd build bundled there."""
+    crates = frozenset({"zstd-sys", "bzip2-sys", "lzma-sys", "openssl-sys"})
+    services = requirements_for(crates, lambda_closure=False)
+    handlers = requirements_for(crates, lambda_closure=True)
+    assert {"zstd", "bzip2", "xz", "openssl"} <= set(services.build_inputs)
+    assert handlers.build_inputs == ("openssl",)  # openssl-sys needs its `vendored` feature to be static
+    assert "ZSTD_SYS_USE_PKG_CONFIG" not in dict(handlers.env)
+    assert {a.crate for a in handlers.applied} == crates  # still reported as applied (bundled)
