@@ -341,7 +341,12 @@ def _closure_context(
     prebuild: str = "",
 ) -> ClosureContext:
     req = _native(closure, ws, config, lambda_closure=lambda_closure)
-    n_nbi, n_bi, n_env = tuple(req.nix_native_build_inputs()), tuple(req.nix_build_inputs()), tuple(req.nix_env())
+    # Table inputs read `(pkgs.x or null)`: a package set lacking one (an older or trimmed
+    # nixpkgs) skips it instead of failing evaluation; mkDerivation drops nulls. Inputs the
+    # user names in nixcrate.toml stay strict, so a typo is an error.
+    n_nbi = tuple(f"({x} or null)" for x in req.nix_native_build_inputs())
+    n_bi = tuple(f"({x} or null)" for x in req.nix_build_inputs())
+    n_env = tuple(req.nix_env())
     m_nbi, m_bi, m_env = _member_inputs(members, config)
     # [services] / [lambda] of nixcrate.toml: the whole closure and every package reusing it
     cfg = config.lambdas if lambda_closure else config.services
