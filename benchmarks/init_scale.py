@@ -486,7 +486,10 @@ def run_eval_part(shapes: dict[int, Shape], sizes: list[int], rounds: int) -> No
     for n in sizes:
         if not (shapes[n].root / "flake.nix").exists():
             wall([*nixcrate_argv(), "init", str(shapes[n].root), "--force"])
-        evals.append(time_eval(shapes[n], rounds, harness, inputs))
+        try:
+            evals.append(time_eval(shapes[n], rounds, harness, inputs))
+        except harness.HarnessError as exc:
+            raise SystemExit(f"eval at {n} members failed: {str(exc).strip().splitlines()[-1]}") from None
     print(f"{'members':>8} {'pkgs gen':>8} {'pkgs hand':>9} {'generated s':>12} {'hand-written s':>15} {'ratio':>7}")
     for e in evals:
         print(f"{e.members:>8} {e.packages_generated:>8} {e.packages_hand:>9} {e.generated:12.2f} {e.hand:15.2f} {e.ratio:6.2f}x")
