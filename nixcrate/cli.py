@@ -51,11 +51,21 @@ class NixcrateGroup(click.Group):
             self.add_command(getattr(mod, attr), cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _print_usage_error(exc)
+            ctx.exit(exc.exit_code)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except NixcrateError as exc:
             _print_error(exc)
+            ctx.exit(exc.exit_code)
+        except click.UsageError as exc:
+            _print_usage_error(exc)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             _print_error(Interrupted("interrupted: nothing was left half-written"))
@@ -63,11 +73,22 @@ class NixcrateGroup(click.Group):
 
 
 def _print_error(exc: NixcrateError) -> None:
+    from rich.markup import escape  # noqa: PLC0415
+
     from nixcrate.console import err  # noqa: PLC0415
 
-    err.print(f"[bold red]error:[/bold red] {exc.message}", soft_wrap=True)
+    # Messages quote TOML ("[package]", "[[bin]]"): escape them, or rich drops them as markup.
+    err.print(f"[bold red]error:[/bold red] {escape(exc.message)}", soft_wrap=True)
     if exc.hint:
-        err.print(f"[dim]hint:[/dim] {exc.hint}", soft_wrap=True)
+        err.print(f"[dim]hint:[/dim] {escape(exc.hint)}", soft_wrap=True)
+
+
+def _print_usage_error(exc: click.UsageError) -> None:
+    """click's usage errors in our shape: one `error:` line and a hint, exit 2 (click prints 4 lines)."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        raise exc  # a bare group: click prints its help, which is what the user asked for
+    command = exc.ctx.command_path if exc.ctx is not None else "nixcrate"
+    _print_error(NixcrateError(exc.format_message(), hint=f"run '{command} --help' for the arguments it takes"))
 
 
 @click.group(cls=NixcrateGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,13 +117,14 @@ def init(directory: Path, check: bool, force: bool, strict: bool) -> None:
 
 
 def _print_init(result: InitResult, *, check: bool) -> None:
+    from rich.markup import escape  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
     from nixcrate.console import err, out  # noqa: PLC0415
     from nixcrate.workspace import MemberKind  # noqa: PLC0415
 
     for warning in result.warnings:
-        err.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     if check:
         out.print("flake.nix is up to date with the workspace")
         return
