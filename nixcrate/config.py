@@ -260,12 +260,16 @@ def load(root: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Config()
+    except IsADirectoryError:
+        raise ConfigError(f"{FILENAME}: is a directory, not a file: move it away (init then writes a fresh one)") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{FILENAME}: not valid UTF-8: save it as UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{FILENAME}: invalid TOML: {exc}: fix the syntax") from None
+    except RecursionError:
+        raise ConfigError(f"{FILENAME}: invalid TOML: arrays or tables nested thousands deep: fix the syntax") from None
     return parse(data)
 
 

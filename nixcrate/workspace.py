@@ -156,6 +156,9 @@ def _read_toml(path: Path, display: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message ends with "(at line L, column C)"; keep it, it is what the user needs.
         raise ManifestError(f"{display}: invalid TOML: {exc}: fix the syntax (cargo would reject it too)") from None
+    except RecursionError:
+        # tomllib recurses per nested array/inline table: thousands deep overflow Python's stack.
+        raise ManifestError(f"{display}: invalid TOML: arrays or tables nested thousands deep: fix the syntax") from None
 
 
 def _rel(root: Path, path: Path) -> PurePosixPath:
@@ -254,9 +257,13 @@ def _parse_dep(
                 f"{display}: dependency '{key}' has workspace = true but the root Cargo.toml has no workspace.dependencies.{key}: add it there"
             )
         inherited = ws_deps[key]
+        if not isinstance(inherited, (str, dict)):
+            raise ManifestError(f"Cargo.toml: workspace.dependencies.{key} must be a version string or a table: fix its entry")
         inherited = {"version": inherited} if isinstance(inherited, str) else dict(inherited)
         extra = {k: v for k, v in spec.items() if k != "workspace"}
         merged = {**inherited, **extra}
+        if not all(isinstance(t.get("features", []), list) for t in (inherited, extra)):
+            raise ManifestError(f"{display}: dependency '{key}': features must be a list of strings: fix its entry")
         if "features" in inherited and "features" in extra:
             merged["features"] = [*inherited["features"], *extra["features"]]
         spec = merged
@@ -277,11 +284,16 @@ def _parse_dep(
 
 
 def _discover_targets(
-    crate_dir: Path, manifest: dict[str, Any], package: dict[str, Any], name: str
+    crate_dir: Path, manifest: dict[str, Any], package: dict[str, Any], name: str, display: str
 ) -> tuple[Target | None, tuple[Target, ...], bool, bool]:
     lib_section = manifest.get("lib")
     autolib = package.get("autolib", True) is not False
     lib: Target | None = None
+    declared_raw = manifest.get("bin", [])
+    sections = [lib_section] if isinstance(lib_section, dict) else []
+    sections += [b for b in declared_raw if isinstance(b, dict)] if isinstance(declared_raw, list) else []
+    if any(not isinstance(section.get("path", ""), str) for section in sections):
+        raise ManifestError(f"{display}: a [lib] or [[bin]] path is not a string: fix it")
     if isinstance(lib_section, dict):
         lib = Target(str(lib_section.get("name", name.replace("-", "_"))), PurePosixPath(lib_section.get("path", "src/lib.rs")))
     elif autolib and (crate_dir / "src" / "lib.rs").is_file():
@@ -360,7 +372,7 @@ def _read_crate(
             f"{display}: package name '{name}' has characters cargo does not allow (only letters, digits, '-' and '_'): rename the package"
         )
     version = _inherit(package.get("version", "0.0.0"), "version", ws_package, display)
-    lib, bins, declares, autolib = _discover_targets(crate_dir, manifest, package, name)
+    lib, bins, declares, autolib = _discover_targets(crate_dir, manifest, package, name, display)
     deps = tuple(
         sorted(
             (_parse_dep(key, spec, table, rel, ws_deps, display) for table, key, spec in _dep_entries(manifest)),
@@ -395,6 +407,8 @@ def read_lockfile(path: Path, display: str = "Cargo.lock") -> Lockfile:
         raise LockfileError(f"{display}: not valid UTF-8: regenerate it with 'cargo generate-lockfile'") from None
     except tomllib.TOMLDecodeError as exc:
         raise LockfileError(f"{display}: invalid TOML: {exc}: regenerate it with 'cargo generate-lockfile'") from None
+    except RecursionError:
+        raise LockfileError(f"{display}: invalid TOML: arrays or tables nested thousands deep: regenerate it with 'cargo generate-lockfile'") from None
     version = data.get("version")
     if version is None:
         raise LockfileError(
@@ -403,9 +417,18 @@ def read_lockfile(path: Path, display: str = "Cargo.lock") -> Lockfile:
     if version not in (3, 4):
         raise LockfileError(f"{display}: lockfile version {version} is not supported (3 and 4 are): regenerate it with a current cargo")
     packages = []
-    for entry in data.get("package", []):
+    entries = data.get("package", [])
+    if not isinstance(entries, list):
+        raise LockfileError(f"{display}: 'package' is not a list of [[package]] tables: regenerate it with 'cargo generate-lockfile'")
+    for entry in entries:
         if not isinstance(entry, dict) or "name" not in entry or "version" not in entry:
             raise LockfileError(f"{display}: a [[package]] entry has no name or version: regenerate it with 'cargo generate-lockfile'")
+        deps = entry.get("dependencies", [])
+        fields_ok = all(isinstance(entry.get(k, ""), str) for k in ("source", "checksum"))
+        if not fields_ok or not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+            raise LockfileError(
+                f"{display}: [[package]] {entry['name']!s}: source, checksum or dependencies has the wrong type: regenerate it with 'cargo generate-lockfile'"
+            )
         packages.append(
             LockPackage(
                 name=str(entry["name"]),
@@ -458,6 +481,9 @@ def load(root: Path) -> Workspace:
     if not isinstance(raw_members, list):
         raise ManifestError("Cargo.toml: workspace.members must be a list of paths: fix its syntax")
     member_dirs, warnings = _expand_members(root, raw_members, "Cargo.toml")
+    for key in ("exclude", "default-members"):
+        if not isinstance(ws.get(key, []), list):
+            raise ManifestError(f"Cargo.toml: workspace.{key} must be a list of paths: fix its syntax")
     excludes = [_join(PurePosixPath("."), e) for e in ws.get("exclude", []) if isinstance(e, str)]
     member_dirs = [m for m in member_dirs if not _is_excluded(m, excludes) or m == PurePosixPath(".")]
     if has_package:
