@@ -193,6 +193,10 @@ def _expand_members(root: Path, patterns: list[str], display: str) -> tuple[list
     for pattern in patterns:
         if not isinstance(pattern, str):
             raise ManifestError(f"{display}: workspace.members must be a list of strings: fix the entry {pattern!r}")
+        if PurePosixPath(pattern).is_absolute() or _join(PurePosixPath("."), pattern).parts[:1] == ("..",):
+            raise WorkspaceError(
+                f"{display}: member '{pattern}' is outside the workspace root: a flake only sees files under {root.name}/, move the crate inside"
+            )
         if any(ch in pattern for ch in "*?["):
             matches = sorted(p for p in root.glob(pattern) if p.is_dir() and p.name != "target")
             if not matches:
