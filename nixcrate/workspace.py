@@ -372,11 +372,17 @@ def _read_crate(
     if not isinstance(name, str) or not name:
         raise ManifestError(f"{display}: package.name is missing: add name = \"...\" under [package]")
     if not _CARGO_NAME.match(name):
+        # cargo takes any Unicode letter; a Nix derivation name and our shell lines do not.
         raise ManifestError(
-            f"{display}: package name '{name}' has characters cargo does not allow (only letters, digits, '-' and '_'): rename the package"
+            f"{display}: package name '{name}' cannot be a Nix attribute or derivation name (only ASCII letters, digits, '-' and '_'): rename the package"
         )
     version = _inherit(package.get("version", "0.0.0"), "version", ws_package, display)
     lib, bins, declares, autolib = _discover_targets(crate_dir, manifest, package, name, display)
+    for target in bins:
+        if not _CARGO_NAME.match(target.name):
+            raise ManifestError(
+                f"{display}: bin name '{target.name}' cannot be a Nix attribute or derivation name (only ASCII letters, digits, '-' and '_'): rename the [[bin]]"
+            )
     deps = tuple(
         sorted(
             (_parse_dep(key, spec, table, rel, ws_deps, display) for table, key, spec in _dep_entries(manifest)),
