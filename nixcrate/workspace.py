@@ -495,7 +495,11 @@ def load(root: Path) -> Workspace:
         if not isinstance(ws.get(key, []), list):
             raise ManifestError(f"Cargo.toml: workspace.{key} must be a list of paths: fix its syntax")
     excludes = [_join(PurePosixPath("."), e) for e in ws.get("exclude", []) if isinstance(e, str)]
-    member_dirs = [m for m in member_dirs if not _is_excluded(m, excludes) or m == PurePosixPath(".")]
+    # As cargo's is_excluded: `exclude` drops what globs match, never a member listed by its path.
+    listed = [_join(PurePosixPath("."), p) for p in raw_members if isinstance(p, str) and not any(ch in p for ch in "*?[")]
+    member_dirs = [
+        m for m in member_dirs if not _is_excluded(m, excludes) or m == PurePosixPath(".") or any(m == p or p in m.parents for p in listed)
+    ]
     if has_package:
         member_dirs.insert(0, PurePosixPath("."))
     seen: set[PurePosixPath] = set()
