@@ -79,10 +79,13 @@ class PlannedWrite:
 def plan_generated(path: Path, text: str, *, force: bool, display: str | None = None) -> PlannedWrite:
     """Decide what writing generated `text` to `path` means; refuse to clobber an edit."""
     shown = display or str(path)
+    if path.is_dir():
+        raise WriteError(f"{shown}: is a directory, where nixcrate writes a file: move it away, then rerun")
     state = state_of(path)
     if state is FileState.ABSENT:
         return PlannedWrite(path, text, Action.CREATE, shown)
-    if path.read_text(encoding="utf-8") == text:
+    # bytes, not text: a file that is not UTF-8 is simply an edited one
+    if path.read_bytes() == text.encode():
         return PlannedWrite(path, text, Action.IDENTICAL, shown)
     if state is FileState.EDITED:
         if not force:
@@ -94,13 +97,13 @@ def plan_generated(path: Path, text: str, *, force: bool, display: str | None = 
     return PlannedWrite(path, text, Action.UPDATE, shown)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write text to path atomically: temp file beside it, fsync, rename over it."""
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Write text (or bytes) to path atomically: temp file beside it, fsync, rename over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode() if isinstance(text, str) else text)
             fh.flush()
             os.fsync(fh.fileno())
         if path.exists():
@@ -132,7 +135,7 @@ def apply(plans: list[PlannedWrite]) -> None:
     try:
         for plan in plans:
             if plan.action is Action.REPLACE_EDITED:
-                atomic_write(plan.path.with_name(plan.path.name + ".bak"), plan.path.read_text(encoding="utf-8"))
+                atomic_write(plan.path.with_name(plan.path.name + ".bak"), plan.path.read_bytes())
         for plan in plans:
             if plan.action is not Action.IDENTICAL:
                 atomic_write(plan.path, plan.text)

@@ -56,7 +56,8 @@ def run_init(root: Path, *, check: bool = False, force: bool = False) -> InitRes
 
     flake_path = root / FLAKE
     if check:
-        current = flake_path.read_text(encoding="utf-8") if flake_path.is_file() else None
+        # bytes decoded leniently: a flake.nix that is not UTF-8 is out of date, not a crash
+        current = flake_path.read_bytes().decode("utf-8", "replace") if flake_path.is_file() else None
         if current != text:
             raise OutOfDate(_drift_message(current, text))
         return InitResult(root, ws, classified, context, report, ((FLAKE, "up to date"),), ws.warnings)
