@@ -372,6 +372,20 @@ def _closure_context(
     )
 
 
+def _check_output_names(ws: Workspace, services: tuple[str, ...], handlers: tuple[str, ...]) -> None:
+    """A service named like another output would be a duplicate attribute (a Nix parse error) or
+    silently shadowed by `servicePackages // lambdaPackages`."""
+    taken = {SERVICE_CLOSURE: "the services' deps closure", LAMBDA_CLOSURE: "the handlers' deps closure"}
+    for name in handlers:
+        for target in ws.crate(name).bins:
+            taken.setdefault(LAMBDA_PREFIX + target.name, f"handler {name}'s bin {target.name}")
+    for name in services:
+        if name in taken:
+            raise WorkspaceError(
+                f"{ws.crate(name).manifest}: package name '{name}' is also the flake output of {taken[name]}: rename the package"
+            )
+
+
 def build_context(ws: Workspace, config: Config, classified: Classified | None = None) -> FlakeContext:
     classified = classified or classify(ws, config)
     graph = closure_mod.LockGraph(ws)
@@ -382,6 +396,7 @@ def build_context(ws: Workspace, config: Config, classified: Classified | None =
             "Cargo.toml: no member builds a service or a Lambda handler (none has a bin target): "
             "add one, or set members.<name>.kind in nixcrate.toml"
         )
+    _check_output_names(ws, services, handlers)
     report = closure_mod.analyse(ws, [ws.crate(n) for n in services], [ws.crate(n) for n in handlers])
 
     service_closure = None
