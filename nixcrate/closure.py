@@ -95,8 +95,11 @@ class LockGraph:
         self._memo[ident] = result
         return result
 
-    def path_closure(self, crate: Crate) -> tuple[Crate, ...]:
-        """The crate and every in-tree crate it depends on (normal and build deps), sorted by path."""
+    def path_closure(self, crate: Crate, *, dev: bool = False) -> tuple[Crate, ...]:
+        """The crate and every in-tree crate it depends on (normal and build deps), sorted by path.
+
+        dev: also the crate's own dev-dependencies (its tests, benches and examples compile them).
+        """
         by_path = {c.path: c for c in self._ws.crates}
         seen: dict[str, Crate] = {}
         stack = [crate]
@@ -106,7 +109,7 @@ class LockGraph:
                 continue
             seen[c.name] = c
             for d in c.deps:
-                if d.kind == "dev":
+                if d.kind == "dev" and not (dev and c is crate):
                     continue
                 target = by_path.get(d.path) if d.path is not None else self._in_tree.get(d.name)
                 if target is not None and (d.path is not None or target.is_member):

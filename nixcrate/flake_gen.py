@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import PurePosixPath
 
+    from nixcrate.checks import ChecksContext
     from nixcrate.config import Config
     from nixcrate.workspace import Workspace
 
@@ -126,6 +127,18 @@ class ClosureContext:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolchainContext:
+    """The pinned toolchain: rust-overlay's fromRustupToolchainFile on the workspace's file."""
+
+    input_name: str
+    input_url: str  # rendered
+    file: str  # Nix path of rust-toolchain(.toml)
+    display: str  # the file's path and channel, for the comment
+    extra_targets: tuple[str, ...]  # rendered; std the flake links for beyond the file's targets
+    extra_components: tuple[str, ...]  # rendered; what the checks need beyond the file's profile
+
+
+@dataclass(frozen=True, slots=True)
 class FlakeContext:
     description: str
     systems: tuple[str, ...]
@@ -136,6 +149,8 @@ class FlakeContext:
     service_closure: ClosureContext | None
     lambda_closure: ClosureContext | None
     dev_packages: tuple[str, ...] = ()
+    toolchain: ToolchainContext | None = None  # None: nixpkgs' rustc and cargo
+    checks: ChecksContext | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +162,10 @@ class Classified:
 
     def of(self, kind: MemberKind) -> tuple[str, ...]:
         return tuple(n for n, k in self.kinds if k is kind)
+
+    def of_any(self) -> tuple[str, ...]:
+        """Every member left in the flake, libraries included (sorted)."""
+        return tuple(n for n, _ in self.kinds)
 
 
 def classify(ws: Workspace, config: Config) -> Classified:
@@ -434,6 +453,12 @@ def build_context(ws: Workspace, config: Config, classified: Classified | None =
             prebuild=lambda_pkg.prebuild_shell(),
         )
 
+    lambda_outputs = _lambda_outputs(ws, handlers, config, graph) if handlers else ()
+    from nixcrate import checks as checks_mod  # noqa: PLC0415 - it builds on this module
+
+    checks = checks_mod.build(ws, config, classified.of_any(), service_closure, lambda_outputs)
+    toolchain = _toolchain(ws, config, handlers)
+
     manifests = ["./Cargo.toml", "./Cargo.lock"]
     manifests += [nix_path(c.manifest) for c in ws.crates if c.path.as_posix() != "."]
     manifests += [nix_path(p) for p in ws.cargo_configs]
@@ -444,10 +469,31 @@ def build_context(ws: Workspace, config: Config, classified: Classified | None =
         manifests=tuple(manifests),
         git_hashes=tuple((nix_str(k), nix_str(v)) for k, v in git_deps.status(ws.lock, config.git_hashes).hashes),
         services=_service_outputs(ws, services, config, graph),
-        lambdas=_lambda_outputs(ws, handlers, config, graph) if handlers else (),
+        lambdas=lambda_outputs,
         service_closure=service_closure,
         lambda_closure=lambda_closure,
         dev_packages=("pkgs.cargo-zigbuild", "pkgs.zig") if handlers else (),
+        toolchain=toolchain,
+        checks=checks,
+    )
+
+
+def _toolchain(ws: Workspace, config: Config, handlers: tuple[str, ...]) -> ToolchainContext | None:
+    from nixcrate import lambda_pkg  # noqa: PLC0415
+    from nixcrate import toolchain as toolchain_mod  # noqa: PLC0415
+
+    # Every std a handler links for; services build for the host, whose std rust-overlay adds.
+    link_targets = {lambda_pkg.get_arch(config.member(n).arch).triple for n in handlers}
+    choice = toolchain_mod.choose(config.toolchain, ws.toolchain_file, ws.root, link_targets=link_targets, with_checks=True)
+    if choice is None:
+        return None
+    return ToolchainContext(
+        input_name=toolchain_mod.INPUT,
+        input_url=nix_str(toolchain_mod.INPUT_URL),
+        file=nix_path(choice.file.path),
+        display=f"{choice.file.path} (channel {choice.file.channel})",
+        extra_targets=tuple(nix_str(t) for t in choice.extra_targets),
+        extra_components=tuple(nix_str(c) for c in choice.extra_components),
     )
 
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from nixcrate import toolchain as toolchain_mod
 from nixcrate.errors import LockfileError, ManifestError, WorkspaceError
 
 LAMBDA_RUNTIME_CRATES = frozenset({"lambda_runtime", "lambda_http", "lambda_extension"})
+NEXTEST_CONFIG = PurePosixPath(".config/nextest.toml")
 
 # What cargo accepts in a package name (it also rejects a leading digit for new packages,
 # but old crates exist): anything else cannot be a cargo package or a Nix attribute we emit.
@@ -123,6 +125,7 @@ class Workspace:
     toolchain_file: PurePosixPath | None
     warnings: tuple[str, ...] = field(default=())
     explicit_members: bool = False
+    nextest_config: PurePosixPath | None = None  # .config/nextest.toml: the workspace runs its tests with nextest
 
     @property
     def members(self) -> tuple[Crate, ...]:
@@ -562,10 +565,7 @@ def load(root: Path) -> Workspace:
     configs = tuple(
         PurePosixPath(".cargo") / n for n in ("config.toml", "config") if (root / ".cargo" / n).is_file()
     )
-    toolchain = next(
-        (PurePosixPath(n) for n in ("rust-toolchain.toml", "rust-toolchain") if (root / n).is_file()),
-        None,
-    )
+    toolchain = toolchain_mod.find(root)
     return Workspace(
         root=root,
         crates=ordered_crates,
@@ -574,6 +574,7 @@ def load(root: Path) -> Workspace:
         lock=lock,
         cargo_configs=configs,
         toolchain_file=toolchain,
+        nextest_config=NEXTEST_CONFIG if (root / NEXTEST_CONFIG).is_file() else None,
         warnings=tuple(warnings),
         explicit_members=any(not any(ch in m for ch in "*?[") for m in raw_members if isinstance(m, str)),
     )

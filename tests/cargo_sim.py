@@ -22,7 +22,8 @@ from nixcrate import flake_gen
 from nixcrate.workspace import Workspace
 
 DEBIAN_REGISTRY = Path("/usr/share/cargo/registry")
-_COMPILING = re.compile(r"^\s*Compiling (\S+) v(\S+)", re.MULTILINE)
+# `Checking` is what cargo check / clippy print for a crate they compile (metadata only).
+_COMPILING = re.compile(r"^\s*(?:Compiling|Checking) (\S+) v(\S+)", re.MULTILINE)
 
 # crane's bash helper, so the command lines run verbatim.
 CARGO_WITH_PROFILE = r"""
@@ -80,10 +81,13 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def source_files(ws: Workspace, member: str) -> list[Path]:
-    """The files a package's `src` holds (relative), as the flake's fileset selects them."""
+def source_files(ws: Workspace, member: str, *, dev: bool = False) -> list[Path]:
+    """The files a package's `src` holds (relative), as the flake's fileset selects them.
+
+    dev: a check's source (the member's dev-dependencies' crates too).
+    """
     graph = closure_mod.LockGraph(ws)
-    compiled = graph.path_closure(ws.crate(member))
+    compiled = graph.path_closure(ws.crate(member), dev=dev)
     rels = {Path("Cargo.toml"), Path("Cargo.lock"), *(Path(c) for c in ws.cargo_configs)}
     rels |= {Path(c.manifest) for c in ws.crates}
     crate_dirs = {c.path for c in ws.crates}
@@ -102,8 +106,8 @@ def source_files(ws: Workspace, member: str) -> list[Path]:
     return sorted(rels)
 
 
-def stubs(ws: Workspace, member: str) -> list[str]:
-    ctx_crates = {c.name for c in closure_mod.LockGraph(ws).path_closure(ws.crate(member))}
+def stubs(ws: Workspace, member: str, *, dev: bool = False) -> list[str]:
+    ctx_crates = {c.name for c in closure_mod.LockGraph(ws).path_closure(ws.crate(member), dev=dev)}
     return sorted(s for c in ws.crates if c.name not in ctx_crates and (s := flake_gen._stub_for(c)) is not None)  # noqa: SLF001
 
 
@@ -156,11 +160,21 @@ class Sandbox:
         shutil.copytree(src / "target", self.saved, symlinks=True)
         return result
 
-    def package_step(self, ws: Workspace, member: str, command: str, prelude: str = "") -> StepResult:
+    def chained_closure_step(self, ws: Workspace, commands: str, prelude: str = "") -> StepResult:
+        """A deps-only derivation whose cargoArtifacts is the previous closure's target/."""
         src = self.fresh()
-        for rel in source_files(ws, member):
+        make_dummy(ws, src)
+        shutil.copytree(self.saved, src / "target", symlinks=True)
+        result = run_commands(commands, src, self.env, prelude)
+        shutil.rmtree(self.saved, ignore_errors=True)
+        shutil.copytree(src / "target", self.saved, symlinks=True)
+        return result
+
+    def package_step(self, ws: Workspace, member: str, command: str, prelude: str = "", *, dev: bool = False) -> StepResult:
+        src = self.fresh()
+        for rel in source_files(ws, member, dev=dev):
             _copy_file(ws.root / rel, src / rel)
-        for stub in stubs(ws, member):
+        for stub in stubs(ws, member, dev=dev):
             _write(src / stub, "")
         shutil.copytree(self.saved, src / "target", symlinks=True)
         return run_commands(command, src, self.env, prelude)
