@@ -1,18 +1,24 @@
 """Talking to Nix for `nixcrate build`: version check, flake outputs, the build plan, the build.
 
-The plan is made before building, with three quick store queries and no build:
-`nix eval` (output name -> .drv), `nix show-derivation -r` (the .drv closure) and
-`nix-store --check-validity` (which outputs are already in the store). The build itself
-is one `nix build --log-format internal-json` whose stderr lines go to a callback.
+The plan takes three quick store queries and no build: `nix eval` (output name -> .drv),
+`nix show-derivation -r` (the .drv closure) and `nix-store --check-validity` (which
+outputs are in the store). The build itself is one `nix build --log-format internal-json`
+whose stderr lines go to a callback.
+
+When the command line of `nix build` does not depend on the plan (outputs and --max-jobs
+given), nix starts first and `BackgroundPlan` runs the queries during the build: they
+cost no wall time. Their validity answer may then come after nix built or fetched some
+of the closure, so it is only a claim: the report trusts nix's own build and substitute
+events first (see `BuildTracker.was_present`).
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,11 +28,13 @@ from nixcrate.errors import CommandFailed, NixTooOld, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
+    from subprocess import Popen
 
 MIN_VERSION = (2, 8)
 # Output names holding a deps-only closure (crane's cargoArtifacts): built as inputs of the
 # services, not on their own.
 CLOSURE_SUFFIX = "CargoArtifacts"
+WORK = (105, 108)  # build_report.ActivityType BUILD and SUBSTITUTE, without importing the report
 FLAKES_FIX = "add 'experimental-features = nix-command flakes' to ~/.config/nix/nix.conf (or to NIX_CONFIG)"
 
 
@@ -187,6 +195,8 @@ def select_outputs(available: Iterable[str], requested: Sequence[str]) -> tuple[
         return tuple(chosen)
     for name in requested:
         if name not in names:
+            import difflib  # noqa: PLC0415 - only for this message; ~5 ms at start-up
+
             close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
             hint = f"did you mean {', '.join(close)}?" if close else f"outputs: {', '.join(names)}"
             raise UsageError(f"'{name}' is not an output of the flake: {hint}")
@@ -283,7 +293,8 @@ def installable(flake: str, output: str) -> str:
 
 
 def build_argv(
-    plan: BuildPlan,
+    flake: str,
+    outputs: Iterable[str],
     *,
     max_jobs: int,
     cores: int,
@@ -292,7 +303,7 @@ def build_argv(
 ) -> list[str]:
     argv = ["nix", "build", "--log-format", "internal-json", "-v", "--no-link", "--json"]
     argv += ["--max-jobs", str(max_jobs), "--cores", str(cores)]
-    argv += [installable(plan.flake, name) for name, _ in plan.outputs]
+    argv += [installable(flake, name) for name in outputs]
     argv += list(extra)
     if low_priority:
         # Lowest CPU priority and idle I/O class: an interactive machine stays usable.
@@ -300,25 +311,106 @@ def build_argv(
     return argv
 
 
-def run_build(argv: Sequence[str], on_line: Callable[[str], None]) -> BuildRun:
-    """Run `nix build`, passing each stderr line to on_line. Ctrl-C is forwarded to nix as
-    SIGINT (to its process group) and ends the run with interrupted=True."""
-    started = time.time()
-    proc = runner.popen(argv)
-    assert proc.stderr is not None
-    assert proc.stdout is not None
-    interrupted = False
+def starts_work(line: str) -> bool:
+    """Whether an internal-json line starts a build or a substitution: nix is done evaluating
+    and preparing (the .drv files are written), and its first builder or download starts."""
+    if not line.startswith('@nix {"action":"start"'):
+        return False
     try:
-        for line in proc.stderr:
-            on_line(line)
-    except KeyboardInterrupt:
-        interrupted = True
-        runner.signal_group(proc, signal.SIGINT)
+        return json.loads(line[5:]).get("type") in WORK
+    except ValueError:
+        return False
+
+
+class RunningBuild:
+    """A `nix build` started now (echoed by `echo()`); `follow` reads its log to the end."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.argv = list(argv)
+        self.started = time.time()
+        self.proc: Popen[str] = runner.popen(argv, echo_now=False)
+
+    def echo(self) -> None:
+        runner.echo(self.argv)
+
+    def stop(self) -> None:
+        """Ask nix to stop, as Ctrl-C would (from any thread)."""
+        # Until `follow` reaps nix, its process group id cannot name another group.
+        if self.proc.returncode is None:
+            runner.signal_group(self.proc, signal.SIGINT)
+
+    def follow(self, on_line: Callable[[str], None]) -> BuildRun:
+        """Pass each stderr line to on_line until nix exits. Ctrl-C is forwarded to nix as
+        SIGINT (to its process group) and ends the run with interrupted=True."""
+        proc = self.proc
+        assert proc.stderr is not None
+        assert proc.stdout is not None
+        interrupted = False
         try:
-            for line in proc.stderr:  # nix's last words: stops and "interrupted by the user"
+            for line in proc.stderr:
                 on_line(line)
-        except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
-            runner.signal_group(proc, signal.SIGKILL)
-    stdout = proc.stdout.read()
-    returncode = proc.wait()
-    return BuildRun(returncode, stdout, interrupted, started, time.time())
+        except KeyboardInterrupt:
+            interrupted = True
+            self.stop()
+            try:
+                for line in proc.stderr:  # nix's last words: stops and "interrupted by the user"
+                    on_line(line)
+            except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
+                runner.signal_group(proc, signal.SIGKILL)
+        stdout = proc.stdout.read()
+        returncode = proc.wait()
+        return BuildRun(returncode, stdout, interrupted, self.started, time.time())
+
+
+def run_build(argv: Sequence[str], on_line: Callable[[str], None]) -> BuildRun:
+    """Run `nix build` to the end, passing each stderr line to on_line."""
+    return RunningBuild(argv).follow(on_line)
+
+
+class BackgroundPlan:
+    """`plan_build` in a thread, from `start()` (or `result()`) on, while `nix build` runs.
+
+    on_error runs in the thread when planning fails, to stop the build; `result()` re-raises
+    the error in the caller's thread. `then(f)` calls f(plan) once the plan is made.
+    """
+
+    def __init__(self, flake: str, requested: Sequence[str], *, on_error: Callable[[], None]) -> None:
+        self._plan: BuildPlan | None = None
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._waiting: Callable[[BuildPlan], None] | None = None
+        self._thread = threading.Thread(target=self._run, args=(flake, requested, on_error), name="nixcrate-plan", daemon=True)
+
+    def start(self) -> None:
+        """Start planning (once)."""
+        with self._lock:
+            if self._thread.ident is None:
+                self._thread.start()
+
+    def _run(self, flake: str, requested: Sequence[str], on_error: Callable[[], None]) -> None:
+        try:
+            plan = plan_build(flake, requested)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread by result()
+            self._error = exc
+            on_error()
+            return
+        with self._lock:
+            self._plan, waiting = plan, self._waiting
+        if waiting is not None:
+            waiting(plan)
+
+    def then(self, on_plan: Callable[[BuildPlan], None]) -> None:
+        with self._lock:
+            plan = self._plan
+            if plan is None:
+                self._waiting = on_plan
+        if plan is not None:
+            on_plan(plan)
+
+    def result(self) -> BuildPlan:
+        self.start()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._plan is not None
+        return self._plan

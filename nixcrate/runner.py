@@ -32,7 +32,7 @@ INSTALL_HINTS = {
 }
 
 
-def _echo(argv: Sequence[str]) -> None:
+def echo(argv: Sequence[str]) -> None:
     if VERBOSE:
         from nixcrate.console import err  # noqa: PLC0415 - rich only when echoing
 
@@ -62,7 +62,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run argv to completion, capturing text output. Raises CommandFailed when check."""
     argv = list(argv)
-    _echo(argv)
+    echo(argv)
     full_env = None if env is None else {**os.environ, **env}
     try:
         proc = subprocess.run(
@@ -88,13 +88,17 @@ def popen(
     *,
     cwd: Path | str | None = None,
     env: Mapping[str, str] | None = None,
+    echo_now: bool = True,
 ) -> subprocess.Popen[str]:
-    """Start argv with stderr piped as text lines (nix writes its JSON log there)."""
+    """Start argv with stderr piped as text lines (nix writes its JSON log there).
+
+    The echo comes after the start (it imports rich, ~40 ms); echo_now=False leaves it to
+    the caller, who may have better things to do first.
+    """
     argv = list(argv)
-    _echo(argv)
     full_env = None if env is None else {**os.environ, **env}
     try:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             argv,
             cwd=cwd,
             env=full_env,
@@ -107,6 +111,9 @@ def popen(
     except FileNotFoundError:
         which(argv[0])
         raise
+    if echo_now:
+        echo(argv)
+    return proc
 
 
 def signal_group(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> None:

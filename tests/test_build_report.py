@@ -66,6 +66,27 @@ def states(report: BuildReport) -> dict[str, State]:
     return {i.name: i.state for i in report.items}
 
 
+@pytest.mark.parametrize("scenario", sorted(p.stem for p in LOGS.glob("*.log")))
+def test_validity_read_during_the_build_gives_the_same_report(scenario: str) -> None:
+    """`nix.BackgroundPlan` may read validity after nix built or fetched part of the closure,
+    and hand the plan over only after the events: the report must not change."""
+    _, expected, _ = replay(scenario)
+    doc = json.loads((LOGS / f"{scenario}.json").read_text())
+    derivations = parse_derivations(doc["derivations"])
+    # What the validity query sees once nix is done: every output in the store then.
+    late = frozenset(d.drv_path for d in derivations.values() if d.outputs and all(p in doc["path_info"] for p in d.out_paths))
+    assert late >= frozenset(doc["valid"])
+    plan = BuildPlan(doc["flake"], doc["system"], tuple(map(tuple, doc["outputs"])), derivations, late)
+    ticks = itertools.count()
+    tracker = BuildTracker(None, clock=lambda: float(next(ticks)))
+    for line in (LOGS / f"{scenario}.log").read_text().splitlines(keepends=True):
+        tracker.feed(line)
+    tracker.set_plan(plan)
+    infos = {p: PathInfo(size, when) for p, (size, when) in doc["path_info"].items()}
+    run = BuildRun(doc["returncode"], "", interrupted=False, started=0.0, finished=float(next(ticks)))
+    assert tracker.report(run, infos) == expected
+
+
 def test_parse_line_reads_each_action() -> None:
     start = parse_line('@nix {"action":"start","fields":["/s/x.drv","",1,1],"id":7,"level":3,"text":"building \'/s/x.drv\'","type":105}\n')
     assert start == Start(7, ActivityType.BUILD, "building '/s/x.drv'", ("/s/x.drv", "", 1, 1))

@@ -215,6 +215,36 @@ def test_summary_file_appends_markdown_and_verbose_prints_parallelism(
     assert "cache reuse 0% (0/3); deps closure not reused" in result.stdout
 
 
+def test_outputs_and_max_jobs_start_nix_before_the_plan(store: Path, system: str, request: pytest.FixtureRequest) -> None:
+    flake = FakeCraneFlake(store / "flake", system, salt_of(request), sleep=0.5)
+    code, doc, err = build("--flake", str(flake.root), "-v", "--max-jobs", "2", "api", "deploy-lambda-ingest")
+    assert code == 0, err
+    echoed = [line.split()[1:3] for line in err.splitlines() if line.startswith("$ ")]
+    assert echoed[0] == ["nix", "build"]  # the plan's queries come after
+    assert ["nix", "show-derivation"] in echoed
+    assert "--max-jobs 2 --cores" in err
+    # The plan read validity while nix built: what nix built is still reported built.
+    assert states(doc) == {
+        "api-0.1.0": "built",
+        "ingest-0.1.0": "built",
+        "workspace-deps-0.0.0": "built",
+        "vendor-cargo-deps": "built",
+    }
+    assert all(d["seconds"] >= 0.5 for d in doc["derivations"])
+    assert sorted(o["output"] for o in doc["outputs"]) == ["api", "deploy-lambda-ingest"]
+
+    code, doc, _ = build("--flake", str(flake.root), "--max-jobs", "1", "api", "worker")
+    assert code == 0
+    assert states(doc) == {"api-0.1.0": "present", "worker-0.1.0": "built", "workspace-deps-0.0.0": "present"}
+
+
+def test_unknown_output_with_max_jobs_stops_nix_and_names_the_closest(store: Path, system: str, request: pytest.FixtureRequest) -> None:
+    flake = FakeCraneFlake(store / "flake", system, salt_of(request))
+    result = CliRunner().invoke(build_command, ["--flake", str(flake.root), "--max-jobs", "1", "api", "deploy-lambda-ingst"])
+    assert isinstance(result.exception, UsageError)
+    assert result.exception.message == "'deploy-lambda-ingst' is not an output of the flake: did you mean deploy-lambda-ingest?"
+
+
 def test_unknown_output_names_the_closest(store: Path, system: str, request: pytest.FixtureRequest) -> None:
     flake = FakeCraneFlake(store / "flake", system, salt_of(request))
     result = CliRunner().invoke(build_command, ["--flake", str(flake.root), "deploy-lambda-ingst"])
@@ -249,11 +279,12 @@ def test_missing_nix_is_one_line(store: Path, monkeypatch: pytest.MonkeyPatch) -
     assert result.exception.message.startswith("nix: not found on PATH: install Nix")
 
 
-def test_ctrl_c_stops_nix_and_exits_130(store: Path, system: str, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("jobs", [(), ("--max-jobs", "1")], ids=["plan-first", "nix-first"])
+def test_ctrl_c_stops_nix_and_exits_130(store: Path, system: str, request: pytest.FixtureRequest, jobs: tuple[str, ...]) -> None:
     pidfile = store / "builder.pid"
     flake = FakeCraneFlake(store / "flake", system, salt_of(request), services=(), lambdas=(), slow_pidfile=pidfile)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nixcrate.cli_build", "--flake", str(flake.root), "slow"],
+        [sys.executable, "-m", "nixcrate.cli_build", "--flake", str(flake.root), *jobs, "slow"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
