@@ -51,7 +51,6 @@ class CheckOutput:
     cargo_extra_args: str  # rendered
     extra: tuple[tuple[str, str], ...]  # (attribute, rendered value) for the crane function
     crates: tuple[str, ...]
-    stubs: tuple[str, ...]
     command: str  # what crane runs, unrendered (cargoWithProfile ...): for the tests that run it
 
 
@@ -63,13 +62,10 @@ class ChecksContext:
     lambda_checks: tuple[tuple[str, str], ...]  # (rendered check attr, rendered package attr)
 
 
-def _sources(ws: Workspace, name: str, graph: closure_mod.LockGraph) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _sources(ws: Workspace, name: str, graph: closure_mod.LockGraph) -> tuple[str, ...]:
     """A member's check source: what its tests compile (its dev-dependencies' crates too)."""
     compiled = graph.path_closure(ws.crate(name), dev=True)
-    names = {c.name for c in compiled}
-    filesets = tuple(fg._crate_fileset(c, ws) for c in compiled)  # noqa: SLF001 - one rule for every source
-    stubs = tuple(sorted(s for c in ws.crates if c.name not in names and (s := fg._stub_for(c)) is not None))  # noqa: SLF001
-    return filesets, tuple(fg.nix_str(s) for s in stubs)
+    return tuple(fg._crate_fileset(c, ws) for c in compiled)  # noqa: SLF001 - one rule for every source
 
 
 def closure_commands(members: tuple[str, ...], config: Config) -> list[str]:
@@ -88,7 +84,7 @@ def build(
     service_closure: fg.ClosureContext | None,
     lambda_outputs: tuple[fg.Output, ...],
 ) -> ChecksContext:
-    graph = closure_mod.LockGraph(ws)
+    graph = closure_mod.graph_for(ws)
     crates = [ws.crate(n) for n in members]
     everything = closure_mod.analyse(ws, crates, []).services
     chained = service_closure is not None and not config.checks_closure
@@ -117,7 +113,7 @@ def build(
     outputs: list[CheckOutput] = []
     for name in members:
         crate = ws.crate(name)
-        filesets, stubs = _sources(ws, name, graph)
+        filesets = _sources(ws, name, graph)
         args = fg._cargo_args(name, config)  # noqa: SLF001
         common = {
             "member": name,
@@ -125,7 +121,6 @@ def build(
             "version": fg.nix_str(crate.version),
             "cargo_extra_args": fg.nix_str(args),
             "crates": filesets,
-            "stubs": stubs,
         }
         outputs.append(
             CheckOutput(

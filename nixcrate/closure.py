@@ -3,6 +3,10 @@
 The lock graph holds every resolved package; registry and git packages are the
 third-party crates a deps-only derivation compiles. In-tree crates are walked through
 (their dev-dependencies excluded: a deploy build does not compile them).
+
+Each lock reference is resolved once, and each package's transitive third-party set is
+an integer bitset computed once: a workspace of hundreds of members shares most of its
+graph, and unions of bitsets are cheap where walking the graph per member is not.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class Closure:
 
 @dataclass(frozen=True, slots=True)
 class ClosureReport:
-    per_member: tuple[tuple[str, tuple[str, ...]], ...]  # (member, sorted "name version")
+    graph: LockGraph
     services: Closure
     lambdas: Closure
     shared_by_services: tuple[str, ...]  # crates two or more services use
@@ -38,69 +42,129 @@ class ClosureReport:
         total = len(self.services.crates)
         return len(self.shared_by_services) / total if total else 0.0
 
+    @property
+    def per_member(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(member, sorted "name version") for every member; computed on demand."""
+        ws = self.graph.workspace
+        return tuple((c.name, self.graph.keys(self.graph.mask_of(c))) for c in ws.members)
+
 
 class LockGraph:
     """Cargo.lock as a graph; resolves `name [version [(source)]]` references."""
 
     def __init__(self, ws: Workspace) -> None:
-        self._ws = ws
-        self._by_name: dict[str, list[LockPackage]] = {}
-        for p in ws.lock.packages:
-            self._by_name.setdefault(p.name, []).append(p)
+        self.workspace = ws
+        self._packages: tuple[LockPackage, ...] = ws.lock.packages
+        self._by_name: dict[str, list[int]] = {}
+        for i, p in enumerate(self._packages):
+            self._by_name.setdefault(p.name, []).append(i)
         self._in_tree = {c.name: c for c in ws.crates}
-        self._memo: dict[tuple[str, str, str | None], frozenset[LockPackage]] = {}
+        self._by_path = {c.path: c for c in ws.crates}
+        self._edges: list[list[int]] = [self._edges_of(i) for i in range(len(self._packages))]
+        self._masks: dict[int, int] = {}
+        self._paths: dict[tuple[str, bool], tuple[Crate, ...]] = {}
 
-    def resolve(self, ref: str) -> LockPackage | None:
+    # ---------------------------------------------------------------- lock references
+
+    def _resolve_index(self, ref: str) -> int | None:
         parts = ref.split(" ", 2)
         candidates = self._by_name.get(parts[0], [])
         if len(parts) >= 2:
-            candidates = [p for p in candidates if p.version == parts[1]]
+            candidates = [i for i in candidates if self._packages[i].version == parts[1]]
         if len(parts) == 3:
             source = parts[2].strip("()")
-            candidates = [p for p in candidates if p.source == source]
+            candidates = [i for i in candidates if self._packages[i].source == source]
         return candidates[0] if candidates else None
 
-    def package_of(self, crate: Crate) -> LockPackage | None:
-        for p in self._by_name.get(crate.name, []):
-            if p.is_path and p.version == crate.version:
-                return p
-        return None
+    def resolve(self, ref: str) -> LockPackage | None:
+        i = self._resolve_index(ref)
+        return None if i is None else self._packages[i]
 
-    def third_party(self, crate: Crate) -> frozenset[LockPackage]:
-        """Registry and git packages reachable from an in-tree crate (no dev-deps of in-tree crates)."""
-        start = self.package_of(crate)
-        return self._reach(start) if start else frozenset()
-
-    def _reach(self, pkg: LockPackage) -> frozenset[LockPackage]:
-        """Third-party packages reachable from pkg (itself included unless in-tree), memoised:
-        a workspace of hundreds of members shares most of its graph."""
-        ident = (pkg.name, pkg.version, pkg.source)
-        cached = self._memo.get(ident)
-        if cached is not None:
-            return cached
-        self._memo[ident] = frozenset()  # guards cycles (only in-tree dev-deps can make one)
+    def _edges_of(self, i: int) -> list[int]:
+        pkg = self._packages[i]
         skip: frozenset[str] = frozenset()
         tree = self._in_tree.get(pkg.name)
         if pkg.is_path and tree is not None:
             non_dev = {d.name for d in tree.deps if d.kind != "dev"}
             skip = frozenset(d.name for d in tree.deps if d.kind == "dev" and d.name not in non_dev)
-        out: set[LockPackage] = set() if pkg.is_path else {pkg}
+        out = []
         for ref in pkg.dependencies:
             if ref.split(" ", 1)[0] in skip:
                 continue
-            dep = self.resolve(ref)
-            if dep is not None:
-                out |= self._reach(dep)
-        result = frozenset(out)
-        self._memo[ident] = result
-        return result
+            j = self._resolve_index(ref)
+            if j is not None:
+                out.append(j)
+        return out
+
+    # ---------------------------------------------------------------- closures as bitsets
+
+    def _mask(self, i: int) -> int:
+        """Bitset of the third-party packages reachable from package i (itself included)."""
+        cached = self._masks.get(i)
+        if cached is not None:
+            return cached
+        # Iterative post-order: lock graphs can be deep, Python's recursion is not.
+        stack: list[tuple[int, bool]] = [(i, False)]
+        on_path: set[int] = set()
+        while stack:
+            node, expanded = stack.pop()
+            if node in self._masks:
+                continue
+            if expanded:
+                on_path.discard(node)
+                mask = 0 if self._packages[node].is_path else 1 << node
+                for j in self._edges[node]:
+                    mask |= self._masks.get(j, 0)  # 0 only for a cycle through in-tree dev-deps
+                self._masks[node] = mask
+                continue
+            on_path.add(node)
+            stack.append((node, True))
+            stack.extend((j, False) for j in self._edges[node] if j not in self._masks and j not in on_path)
+        return self._masks[i]
+
+    def package_index(self, crate: Crate) -> int | None:
+        for i in self._by_name.get(crate.name, []):
+            p = self._packages[i]
+            if p.is_path and p.version == crate.version:
+                return i
+        return None
+
+    def package_of(self, crate: Crate) -> LockPackage | None:
+        i = self.package_index(crate)
+        return None if i is None else self._packages[i]
+
+    def mask_of(self, crate: Crate) -> int:
+        i = self.package_index(crate)
+        return 0 if i is None else self._mask(i)
+
+    def packages(self, mask: int) -> tuple[LockPackage, ...]:
+        out = []
+        i = 0
+        while mask:
+            if mask & 1:
+                out.append(self._packages[i])
+            mask >>= 1
+            i += 1
+        return tuple(out)
+
+    def keys(self, mask: int) -> tuple[str, ...]:
+        return tuple(sorted({p.key for p in self.packages(mask)}))
+
+    def third_party(self, crate: Crate) -> frozenset[LockPackage]:
+        """Registry and git packages reachable from an in-tree crate (no dev-deps of in-tree crates)."""
+        return frozenset(self.packages(self.mask_of(crate)))
+
+    # ---------------------------------------------------------------- in-tree crates
 
     def path_closure(self, crate: Crate, *, dev: bool = False) -> tuple[Crate, ...]:
         """The crate and every in-tree crate it depends on (normal and build deps), sorted by path.
 
         dev: also the crate's own dev-dependencies (its tests, benches and examples compile them).
         """
-        by_path = {c.path: c for c in self._ws.crates}
+        key = (crate.name, dev)
+        cached = self._paths.get(key)
+        if cached is not None:
+            return cached
         seen: dict[str, Crate] = {}
         stack = [crate]
         while stack:
@@ -111,32 +175,49 @@ class LockGraph:
             for d in c.deps:
                 if d.kind == "dev" and not (dev and c is crate):
                     continue
-                target = by_path.get(d.path) if d.path is not None else self._in_tree.get(d.name)
+                target = self._by_path.get(d.path) if d.path is not None else self._in_tree.get(d.name)
                 if target is not None and (d.path is not None or target.is_member):
                     stack.append(target)
-        return tuple(sorted(seen.values(), key=lambda c: c.path.as_posix()))
+        result = tuple(sorted(seen.values(), key=lambda c: c.path.as_posix()))
+        self._paths[key] = result
+        return result
+
+
+# id(ws) -> (ws, graph): flake_gen, the checks and init's summary share one graph.
+_GRAPHS: dict[int, tuple[Workspace, LockGraph]] = {}
+
+
+def graph_for(ws: Workspace) -> LockGraph:
+    cached = _GRAPHS.get(id(ws))
+    if cached is None or cached[0] is not ws:
+        _GRAPHS.clear()
+        cached = (ws, LockGraph(ws))
+        _GRAPHS[id(ws)] = cached
+    return cached[1]
 
 
 def _closure(graph: LockGraph, crates: Iterable[Crate]) -> Closure:
-    members = tuple(sorted(c.name for c in crates))
-    pkgs: set[LockPackage] = set()
+    crates = tuple(crates)
+    mask = 0
     for c in crates:
-        pkgs |= graph.third_party(c)
-    keys = tuple(sorted({p.key for p in pkgs}))
-    return Closure(members=members, crates=keys, crate_names=frozenset(p.name for p in pkgs))
+        mask |= graph.mask_of(c)
+    pkgs = graph.packages(mask)
+    return Closure(
+        members=tuple(sorted(c.name for c in crates)),
+        crates=tuple(sorted({p.key for p in pkgs})),
+        crate_names=frozenset(p.name for p in pkgs),
+    )
 
 
 def analyse(ws: Workspace, services: Iterable[Crate], lambdas: Iterable[Crate]) -> ClosureReport:
-    graph = LockGraph(ws)
+    graph = graph_for(ws)
     services = tuple(services)
-    lambdas = tuple(lambdas)
-    per_member = tuple((c.name, tuple(sorted({p.key for p in graph.third_party(c)}))) for c in ws.members)
-    per = dict(per_member)
-    counts = Counter(k for s in services for k in per.get(s.name, ()))
-    shared = tuple(sorted(k for k, n in counts.items() if n >= 2))
+    counts: Counter[str] = Counter()
+    for s in services:
+        counts.update({p.key for p in graph.packages(graph.mask_of(s))})
     return ClosureReport(
-        per_member=per_member,
+        graph=graph,
         services=_closure(graph, services),
         lambdas=_closure(graph, lambdas),
-        shared_by_services=shared,
+        shared_by_services=tuple(sorted(k for k, n in counts.items() if n >= 2)),
     )

@@ -102,7 +102,6 @@ class Output:
     version: str
     cargo_extra_args: str
     crates: tuple[str, ...]  # fileset expressions of the crate directories compiled
-    stubs: tuple[str, ...]  # target files to create for manifests whose sources are left out
     member: str
     cargo_args: str = ""  # cargoExtraArgs, unrendered: what crane passes to cargo
     comment: str = ""
@@ -148,6 +147,7 @@ class FlakeContext:
     lambdas: tuple[Output, ...]
     service_closure: ClosureContext | None
     lambda_closure: ClosureContext | None
+    stubs: tuple[str, ...] = ()  # rendered; see workspace_stubs
     dev_packages: tuple[str, ...] = ()
     toolchain: ToolchainContext | None = None  # None: nixpkgs' rustc and cargo
     checks: ChecksContext | None = None
@@ -233,12 +233,15 @@ def _cargo_args(name: str, config: Config) -> str:
     return " ".join(args)
 
 
-def _sources(crate: Crate, graph: closure_mod.LockGraph, ws: Workspace) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    compiled = graph.path_closure(crate)
-    names = {c.name for c in compiled}
-    filesets = tuple(_crate_fileset(c, ws) for c in compiled)
-    stubs = tuple(sorted(s for c in ws.crates if c.name not in names and (s := _stub_for(c)) is not None))
-    return filesets, stubs
+def _sources(crate: Crate, graph: closure_mod.LockGraph, ws: Workspace) -> tuple[str, ...]:
+    """Fileset expressions of the crates a package compiles."""
+    return tuple(_crate_fileset(c, ws) for c in graph.path_closure(crate))
+
+
+def workspace_stubs(ws: Workspace) -> tuple[str, ...]:
+    """Target files of the crates whose manifest declares none: created in a package's
+    source when that crate's directory is left out (see stubTargets in the template)."""
+    return tuple(sorted(s for c in ws.crates if (s := _stub_for(c)) is not None))
 
 
 def _extra_src(name: str, config: Config) -> tuple[str, ...]:
@@ -253,7 +256,7 @@ def _service_outputs(ws: Workspace, names: tuple[str, ...], config: Config, grap
     outs = []
     for name in names:
         crate = ws.crate(name)
-        filesets, stubs = _sources(crate, graph, ws)
+        filesets = _sources(crate, graph, ws)
         bins = ", ".join(b.name for b in crate.bins)
         outs.append(
             Output(
@@ -263,7 +266,6 @@ def _service_outputs(ws: Workspace, names: tuple[str, ...], config: Config, grap
                 version=nix_str(crate.version),
                 cargo_extra_args=nix_str(_cargo_args(name, config)),
                 crates=filesets + _extra_src(name, config),
-                stubs=tuple(nix_str(s) for s in stubs),
                 member=name,
                 cargo_args=_cargo_args(name, config),
                 comment=f"{crate.manifest}: bin {bins}" if len(crate.bins) > 1 else "",
@@ -280,7 +282,7 @@ def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph
     for name in names:
         crate = ws.crate(name)
         member = config.member(name)
-        filesets, stubs = _sources(crate, graph, ws)
+        filesets = _sources(crate, graph, ws)
         for target in crate.bins:
             out_name = LAMBDA_PREFIX + target.name
             if out_name in seen:
@@ -311,8 +313,7 @@ def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph
                     version=nix_str(crate.version),
                     cargo_extra_args=nix_str(_cargo_args(name, config)),
                     crates=filesets + _extra_src(name, config) + tuple(nix_path(p.strip("/")) for p in member.include),
-                    stubs=tuple(nix_str(s) for s in stubs),
-                    member=name,
+                        member=name,
                     cargo_args=_cargo_args(name, config),
                     comment=f"{crate.manifest}: bin {target.name}, {lambda_pkg.zig_target(member.arch, config.lambda_glibc)}",
                     build_command=build,
@@ -407,7 +408,7 @@ def _check_output_names(ws: Workspace, services: tuple[str, ...], handlers: tupl
 
 def build_context(ws: Workspace, config: Config, classified: Classified | None = None) -> FlakeContext:
     classified = classified or classify(ws, config)
-    graph = closure_mod.LockGraph(ws)
+    graph = closure_mod.graph_for(ws)
     services = classified.of(MemberKind.SERVICE)
     handlers = classified.of(MemberKind.LAMBDA)
     if not services and not handlers:
@@ -472,6 +473,7 @@ def build_context(ws: Workspace, config: Config, classified: Classified | None =
         lambdas=lambda_outputs,
         service_closure=service_closure,
         lambda_closure=lambda_closure,
+        stubs=tuple(nix_str(st) for st in workspace_stubs(ws)),
         dev_packages=("pkgs.cargo-zigbuild", "pkgs.zig") if handlers else (),
         toolchain=toolchain,
         checks=checks,

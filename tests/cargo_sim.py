@@ -86,7 +86,7 @@ def source_files(ws: Workspace, member: str, *, dev: bool = False) -> list[Path]
 
     dev: a check's source (the member's dev-dependencies' crates too).
     """
-    graph = closure_mod.LockGraph(ws)
+    graph = closure_mod.graph_for(ws)
     compiled = graph.path_closure(ws.crate(member), dev=dev)
     rels = {Path("Cargo.toml"), Path("Cargo.lock"), *(Path(c) for c in ws.cargo_configs)}
     rels |= {Path(c.manifest) for c in ws.crates}
@@ -106,9 +106,12 @@ def source_files(ws: Workspace, member: str, *, dev: bool = False) -> list[Path]
     return sorted(rels)
 
 
-def stubs(ws: Workspace, member: str, *, dev: bool = False) -> list[str]:
-    ctx_crates = {c.name for c in closure_mod.LockGraph(ws).path_closure(ws.crate(member), dev=dev)}
-    return sorted(s for c in ws.crates if c.name not in ctx_crates and (s := flake_gen._stub_for(c)) is not None)  # noqa: SLF001
+def place_stubs(ws: Workspace, src: Path) -> None:
+    """What the flake's stubTargets does in a package's source: an empty target file for
+    every manifest declaring none whose src/ directory the source left out."""
+    for stub in flake_gen.workspace_stubs(ws):
+        if not (src / stub).parent.exists():
+            _write(src / stub, "")
 
 
 @dataclass(frozen=True)
@@ -174,8 +177,7 @@ class Sandbox:
         src = self.fresh()
         for rel in source_files(ws, member, dev=dev):
             _copy_file(ws.root / rel, src / rel)
-        for stub in stubs(ws, member, dev=dev):
-            _write(src / stub, "")
+        place_stubs(ws, src)
         shutil.copytree(self.saved, src / "target", symlinks=True)
         return run_commands(command, src, self.env, prelude)
 
