@@ -11,7 +11,6 @@ graph, and unions of bitsets are cheap where walking the graph per member is not
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -139,12 +138,10 @@ class LockGraph:
 
     def packages(self, mask: int) -> tuple[LockPackage, ...]:
         out = []
-        i = 0
         while mask:
-            if mask & 1:
-                out.append(self._packages[i])
-            mask >>= 1
-            i += 1
+            low = mask & -mask  # the lowest set bit: visit set bits only
+            out.append(self._packages[low.bit_length() - 1])
+            mask ^= low
         return tuple(out)
 
     def keys(self, mask: int) -> tuple[str, ...]:
@@ -212,12 +209,14 @@ def _closure(graph: LockGraph, crates: Iterable[Crate]) -> Closure:
 def analyse(ws: Workspace, services: Iterable[Crate], lambdas: Iterable[Crate]) -> ClosureReport:
     graph = graph_for(ws)
     services = tuple(services)
-    counts: Counter[str] = Counter()
+    seen = shared = 0
     for s in services:
-        counts.update({p.key for p in graph.packages(graph.mask_of(s))})
+        mask = graph.mask_of(s)
+        shared |= seen & mask  # in this service and in an earlier one
+        seen |= mask
     return ClosureReport(
         graph=graph,
         services=_closure(graph, services),
         lambdas=_closure(graph, lambdas),
-        shared_by_services=tuple(sorted(k for k, n in counts.items() if n >= 2)),
+        shared_by_services=graph.keys(shared),
     )

@@ -7,6 +7,7 @@ tomlkit so the user's comments and layout survive.
 
 from __future__ import annotations
 
+import bisect
 import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -83,7 +84,11 @@ class Config:
     exists: bool = field(default=False, compare=False)
 
     def member(self, name: str) -> MemberConfig:
-        return dict(self.members).get(name, MemberConfig())
+        # members is sorted by name: a binary search, as generation asks for every member often
+        i = bisect.bisect_left(self.members, (name,))
+        if i < len(self.members) and self.members[i][0] == name:
+            return self.members[i][1]
+        return MemberConfig()
 
 
 # --------------------------------------------------------------------------- validation

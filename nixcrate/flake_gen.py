@@ -8,6 +8,7 @@ the tests that run them for real, so what is measured is what Nix will run.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass
@@ -186,7 +187,7 @@ def classify(ws: Workspace, config: Config) -> Classified:
 
 # id(ws) -> (ws, {crate path: fileset expression}); every output of a workspace asks for
 # the same crates again, and a 100-member workspace has thousands of (output, crate) pairs.
-_FILESETS: dict[int, tuple[Workspace, dict[str, str]]] = {}
+_FILESETS: dict[int, tuple[Workspace, dict[str, str], list[str]]] = {}
 
 
 def _crate_fileset(crate: Crate, ws: Workspace) -> str:
@@ -194,20 +195,23 @@ def _crate_fileset(crate: Crate, ws: Workspace) -> str:
     cached = _FILESETS.get(id(ws))
     if cached is None or cached[0] is not ws:
         _FILESETS.clear()
-        cached = (ws, {})
+        cached = (ws, {}, sorted(c.path.as_posix() for c in ws.crates if c.path.as_posix() != "."))
         _FILESETS[id(ws)] = cached
     table = cached[1]
     key = crate.path.as_posix()
     if key not in table:
-        table[key] = _compute_fileset(crate, ws)
+        table[key] = _compute_fileset(crate, ws, cached[2])
     return table[key]
 
 
-def _compute_fileset(crate: Crate, ws: Workspace) -> str:
+def _compute_fileset(crate: Crate, ws: Workspace, paths: list[str]) -> str:
     here = nix_path(crate.path)
     root = crate.path.as_posix()
     prefix = "" if root == "." else root + "/"
-    nested = sorted(c.path for c in ws.crates if c.path != crate.path and c.path.as_posix().startswith(prefix))
+    # paths is sorted: the crates nested in this one are the run that starts with prefix
+    start = bisect.bisect_left(paths, prefix)
+    end = bisect.bisect_left(paths, prefix + "\U0010ffff") if prefix else len(paths)
+    nested = [p for p in paths[start:end] if p != root]
     minus = [nix_path(p) for p in nested]
     if root == ".":
         minus += [f"(lib.fileset.maybeMissing {nix_path(g)})" for g in (*GENERATED, "target")]

@@ -132,10 +132,20 @@ class Workspace:
         return tuple(c for c in self.crates if c.is_member)
 
     def crate(self, name: str) -> Crate:
-        for c in self.crates:
-            if c.name == name:
-                return c
-        raise KeyError(name)
+        return self._by_name[name]
+
+    @property
+    def _by_name(self) -> dict[str, Crate]:
+        # Built once per Workspace: lookups by name are everywhere in flake generation.
+        index = _NAME_INDEX.get(id(self))
+        if index is None or index[0] is not self:
+            index = (self, {c.name: c for c in self.crates})
+            _NAME_INDEX.clear()
+            _NAME_INDEX[id(self)] = index
+        return index[1]
+
+
+_NAME_INDEX: dict[int, tuple[Workspace, dict[str, Crate]]] = {}
 
 
 # --------------------------------------------------------------------------- reading
@@ -411,11 +421,55 @@ def _read_crate(
 # --------------------------------------------------------------------------- lockfile
 
 
+_LOCK_KV = re.compile(r'^(name|version|source|checksum) = "([^"\\]*)"$')
+
+
+def _canonical_lock(text: str) -> dict[str, Any] | None:
+    """Cargo.lock as cargo writes it, read line by line (several times faster than tomllib
+    on a lock of thousands of packages). None for anything else: tomllib then reads it."""
+    data: dict[str, Any] = {}
+    packages: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    deps: list[str] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if deps is not None:
+            if line == "]":
+                deps = None
+            elif line.startswith('"') and line.rstrip(",").endswith('"') and "\\" not in line:
+                deps.append(line.rstrip(",")[1:-1])
+            else:
+                return None
+            continue
+        if not line or line.startswith("#"):
+            continue
+        if line == "[[package]]":
+            current = {}
+            packages.append(current)
+        elif current is None and line.startswith("version = ") and line[10:].isdigit():
+            data["version"] = int(line[10:])
+        elif current is not None and (m := _LOCK_KV.match(line)):
+            if m.group(1) in current:
+                return None
+            current[m.group(1)] = m.group(2)
+        elif current is not None and line == "dependencies = [":
+            deps = current.setdefault("dependencies", [])
+        elif current is not None and line.startswith('dependencies = ["') and line.endswith('"]') and "\\" not in line:
+            current["dependencies"] = [d.strip().strip('"') for d in line[16:-1].split(",") if d.strip()]
+        else:
+            return None  # [metadata], [[patch.unused]], hand edits: let tomllib decide
+    if deps is not None:
+        return None
+    data["package"] = packages
+    return data
+
+
 def read_lockfile(path: Path, display: str = "Cargo.lock") -> Lockfile:
     if not path.is_file():
         raise LockfileError(f"{display}: not found: run 'cargo generate-lockfile' and commit Cargo.lock (a flake needs it to vendor crates)")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = _canonical_lock(text) or tomllib.loads(text)
     except UnicodeDecodeError:
         raise LockfileError(f"{display}: not valid UTF-8: regenerate it with 'cargo generate-lockfile'") from None
     except tomllib.TOMLDecodeError as exc:
