@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,8 +131,24 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def remove_stale_temps(path: Path) -> None:
+    """Remove `.<name>.<8 chars>.tmp` beside path: what `atomic_write` leaves when the process
+    is SIGKILLed between mkstemp and rename (no handler runs then). Only our own naming is
+    touched; two `init`s running in one directory at once are not supported anyway."""
+    own = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    try:
+        stale = [p for p in path.parent.iterdir() if own.fullmatch(p.name) and p.is_file()]
+        for p in stale:
+            p.unlink(missing_ok=True)
+    except OSError:
+        pass  # a read-only directory: the write itself will say so
+
+
 def apply(plans: list[PlannedWrite]) -> None:
     """Write every planned file (already fully rendered); backups first for --force."""
+    for plan in plans:
+        remove_stale_temps(plan.path)
+        remove_stale_temps(plan.path.with_name(plan.path.name + ".bak"))
     try:
         for plan in plans:
             if plan.action is Action.REPLACE_EDITED:
