@@ -1,0 +1,347 @@
+"""docs/errors.md, mechanically: one section per error id, each triggered through the real CLI.
+
+For every id the catalogue lists, a case below produces it; the test checks the printed
+message against the catalogue's message (its `<placeholders>` match anything), the exit
+code, that stderr holds one `error:` line plus at most a `hint:` line, that the message
+names what the catalogue says it names, and that nothing was written. A catalogued id with
+no case, or a case with no catalogued id, fails `test_every_id_has_a_case`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nixcrate.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+CATALOGUE = REPO / "docs" / "errors.md"
+HAVE_NIX = shutil.which("nix") is not None
+
+
+# --------------------------------------------------------------------------- the catalogue
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    severity: str  # error | warning
+    message: str  # with <placeholders>
+    hint: str | None
+    exit_code: int
+    names: str  # what the message must name: a file, a key, a program
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return template_pattern(self.message)
+
+
+def template_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(<[^<>]+>)", template)
+    return re.compile("".join(".*?" if p.startswith("<") and p.endswith(">") else re.escape(p) for p in parts))
+
+
+SECTION = re.compile(r"^### `([a-z0-9-]+)`\n(.*?)(?=^##|\Z)", re.MULTILINE | re.DOTALL)
+
+
+@functools.cache
+def catalogue() -> dict[str, Entry]:
+    entries = {}
+    for m in SECTION.finditer(CATALOGUE.read_text(encoding="utf-8")):
+        ident, body = m.group(1), m.group(2)
+        block = re.search(r"```text\n(.*?)\n```", body, re.DOTALL)
+        assert block, f"{ident}: no ```text block"
+        lines = block.group(1).splitlines()
+        severity, _, message = lines[0].partition(": ")
+        hint = lines[1].removeprefix("hint: ") if len(lines) > 1 else None
+        exit_match = re.search(r"^- Exit code: (\d+)", body, re.MULTILINE)
+        names = re.search(r"^- Names: `([^`]+)`", body, re.MULTILINE)
+        assert exit_match and names, f"{ident}: needs '- Exit code: N' and '- Names: `...`'"
+        for field in ("Cause", "Fix"):
+            assert re.search(rf"^- {field}: \S", body, re.MULTILINE), f"{ident}: no '- {field}:'"
+        entries[ident] = Entry(ident, severity, message, hint, int(exit_match.group(1)), names.group(1))
+    return entries
+
+
+def catalogue_patterns() -> dict[str, re.Pattern[str]]:
+    """Every catalogued error message as a regex (for the property tests)."""
+    return {e.id: e.pattern for e in catalogue().values() if e.severity == "error"}
+
+
+# --------------------------------------------------------------------------- workspaces
+
+BASE = {
+    "Cargo.toml": '[workspace]\nmembers = ["crates/*", "services/api"]\nresolver = "2"\n\n[workspace.package]\nversion = "0.1.0"\n',
+    "crates/common/Cargo.toml": '[package]\nname = "common"\nversion.workspace = true\nedition = "2021"\n',
+    "crates/common/src/lib.rs": "pub fn f() {}\n",
+    "services/api/Cargo.toml": (
+        '[package]\nname = "api"\nversion.workspace = true\nedition = "2021"\n\n'
+        '[dependencies]\ncommon = { path = "../../crates/common" }\n'
+    ),
+    "services/api/src/main.rs": "fn main() {}\n",
+    "Cargo.lock": (
+        'version = 3\n\n[[package]]\nname = "api"\nversion = "0.1.0"\ndependencies = [\n "common",\n]\n\n'
+        '[[package]]\nname = "common"\nversion = "0.1.0"\n'
+    ),
+}
+LOCK_ENTRY = '\n[[package]]\nname = "{}"\nversion = "0.1.0"\n'
+GIT_REV = "0123456789abcdef0123456789abcdef01234567"
+
+
+def write(root: Path, files: dict[str, str | bytes | None]) -> None:
+    for rel, content in files.items():
+        path = root / rel
+        if content is None:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def member(name: str, *, bin_: bool = False, extra: str = "") -> dict[str, str | bytes | None]:
+    d = f"crates/{name}"
+    src = {f"{d}/src/main.rs": "fn main() {}\n"} if bin_ else {f"{d}/src/lib.rs": ""}
+    return {f"{d}/Cargo.toml": f'[package]\nname = "{name}"\nversion = "0.1.0"\n{extra}', **src}
+
+
+def with_lock(*names: str) -> str:
+    return BASE["Cargo.lock"] + "".join(LOCK_ENTRY.format(n) for n in names)
+
+
+@dataclass(frozen=True)
+class Case:
+    files: dict[str, str | bytes | None]
+    args: tuple[str, ...] = ("init", "{root}")
+    runner: str = "cli"  # cli | readonly | nix-build | nix-old | nix-interrupt
+    env: tuple[tuple[str, str], ...] = ()
+    writes: bool = False  # only --strict: the (valid) files are written, the exit status fails
+
+
+CASES: dict[str, Case] = {
+    "no-cargo-toml": Case({"Cargo.toml": None}),
+    "not-a-directory": Case({}, args=("init", "{root}/Cargo.toml/x")),
+    "toml-syntax": Case({"services/api/Cargo.toml": '[package]\nname = "api"\nversion = \n'}),
+    "not-utf8": Case({"Cargo.toml": b'[workspace]\nmembers = ["\xff"]\n'}),
+    "not-workspace-or-package": Case({"Cargo.toml": "[profile.release]\nlto = true\n"}),
+    "wrong-shape": Case({"Cargo.toml": '[workspace]\nmembers = "crates/*"\n'}),
+    "member-glob-matches-nothing": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "tools/*"')}),
+    "member-without-manifest": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "services/gone"')}),
+    "member-not-a-package": Case({"crates/common/Cargo.toml": '[lib]\npath = "src/lib.rs"\n'}),
+    "member-outside-root": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "../elsewhere"')}),
+    "package-name-missing": Case({"crates/common/Cargo.toml": '[package]\nversion = "0.1.0"\n'}),
+    "inherited-key-missing": Case({"Cargo.toml": '[workspace]\nmembers = ["crates/*", "services/api"]\n'}),
+    "workspace-dependency-missing": Case(
+        {"services/api/Cargo.toml": '[package]\nname = "api"\nversion = "0.1.0"\n[dependencies]\nserde = { workspace = true }\n'}
+    ),
+    "dependency-wrong-type": Case({"services/api/Cargo.toml": '[package]\nname = "api"\nversion = "0.1.0"\n[dependencies]\nserde = 1\n'}),
+    "no-lockfile": Case({"Cargo.lock": None}),
+    "lockfile-invalid": Case({"Cargo.lock": "version = 3\n[[package]\n"}),
+    "lockfile-malformed": Case({"Cargo.lock": 'version = 3\n[[package]]\nname = "api"\n'}),
+    "lockfile-too-old": Case({"Cargo.lock": BASE["Cargo.lock"].replace("version = 3\n", "")}),
+    "lockfile-version-unsupported": Case({"Cargo.lock": BASE["Cargo.lock"].replace("version = 3", "version = 9")}),
+    "lockfile-stale-member": Case(
+        {**member("billing", bin_=True), "Cargo.toml": BASE["Cargo.toml"]}
+    ),
+    "lockfile-stale-dependency": Case(
+        {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'anyhow = "1"\n'}
+    ),
+    "path-dependency-outside-root": Case(
+        {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'shared = { path = "../../../shared" }\n'}
+    ),
+    "path-dependency-without-manifest": Case(
+        {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'util = { path = "../util" }\n'}
+    ),
+    "git-dependency-without-hash": Case(
+        {
+            "services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'gitdep = { git = "https://example.com/gitdep.git" }\n',
+            "Cargo.lock": BASE["Cargo.lock"].replace(' "common",\n', ' "common",\n "gitdep",\n')
+            + f'\n[[package]]\nname = "gitdep"\nversion = "0.2.0"\nsource = "git+https://example.com/gitdep.git#{GIT_REV}"\n',
+        }
+    ),
+    "duplicate-package-name": Case(
+        {**member("other"), "crates/other/Cargo.toml": '[package]\nname = "common"\nversion = "0.1.0"\n'}
+    ),
+    "invalid-nix-name": Case({**member("café"), "Cargo.lock": with_lock("café")}),
+    "invalid-bin-name": Case(
+        {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + '\n[[bin]]\nname = "api server"\npath = "src/main.rs"\n'}
+    ),
+    "target-path-wrong-type": Case({"crates/common/Cargo.toml": '[package]\nname = "common"\nversion = "0.1.0"\n[lib]\npath = 5\n'}),
+    "config-invalid-toml": Case({"nixcrate.toml": "[members.api\n"}),
+    "config-unknown-key": Case({"nixcrate.toml": '[members.api]\nknd = "service"\n'}),
+    "config-wrong-type": Case({"nixcrate.toml": "[members.api]\nkind = 3\n"}),
+    "config-bad-value": Case({"nixcrate.toml": '[lambda]\nglibc = "two"\n'}),
+    "config-names-no-member": Case({"nixcrate.toml": '[members.apii]\nkind = "service"\n'}),
+    "config-exclude-names-no-member": Case({"nixcrate.toml": 'exclude = ["apii"]\n'}),
+    "kind-override-without-bin": Case({"nixcrate.toml": '[members.common]\nkind = "service"\n'}),
+    "no-service-no-handler": Case({"nixcrate.toml": 'exclude = ["api"]\n'}),
+    "handler-bin-clash": Case(
+        {
+            **member("h1", bin_=True, extra='[dependencies]\nlambda_runtime = "0.8"\n'),
+            **{k.replace("h1", "h2"): v for k, v in member("h2", extra='[dependencies]\nlambda_runtime = "0.8"\n[[bin]]\nname = "h1"\npath = "src/lib.rs"\n').items()},
+            "Cargo.lock": with_lock("h1", "h2", "lambda_runtime"),
+        }
+    ),
+    "output-name-clash": Case({**member("deployCargoArtifacts", bin_=True), "Cargo.lock": with_lock("deployCargoArtifacts")}),
+    "generated-file-edited": Case({"flake.nix": "{ outputs = _: { }; }\n"}),
+    "flake-out-of-date": Case({}, args=("init", "--check", "{root}")),
+    "strict-warnings": Case(
+        {"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "tools/*"')}, args=("init", "--strict", "{root}"), writes=True
+    ),
+    "generated-path-is-a-directory": Case({"flake.nix/keep": ""}),
+    "read-only-directory": Case({}, runner="readonly"),
+    "usage": Case({}, args=("init", "--no-such-flag", "{root}")),
+    "nix-not-installed": Case({}, args=("build", "--flake", "{root}"), env=(("PATH", "{root}/no-bin"),)),
+    "nix-too-old": Case({}, args=("build", "--flake", "{root}"), runner="nix-old"),
+    "flakes-disabled": Case({}, args=("build", "--flake", "{root}"), runner="nix-build", env=(("NIX_CONFIG", "experimental-features = nix-command\n"),)),
+    "unknown-output": Case({}, args=("build", "--flake", "{root}", "apii"), runner="nix-build"),
+    "build-failed": Case({}, args=("build", "--flake", "{root}", "broken"), runner="nix-build"),
+    "interrupted": Case({}, args=("build", "--flake", "{root}", "slow"), runner="nix-interrupt"),
+}
+
+
+def test_every_id_has_a_case() -> None:
+    assert sorted(catalogue()) == sorted(CASES)
+
+
+def test_the_readme_links_the_catalogue() -> None:
+    assert "docs/errors.md" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- runners
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, args, env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stderr
+
+
+def run_subprocess(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+    full = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    proc = subprocess.run(argv, cwd=REPO, env=full, capture_output=True, text=True, check=False, timeout=120)
+    return proc.returncode, proc.stderr
+
+
+def readonly_mechanism() -> str | None:
+    """How to make a directory read-only for the CLI: chmod when not root, else a read-only bind
+    mount in a private mount namespace (root ignores permissions, but not a read-only mount)."""
+    if os.geteuid() != 0:
+        return "chmod"
+    if shutil.which("unshare") is None:
+        return None
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", 'd=$(mktemp -d) && mount --bind "$d" "$d" && mount -o remount,bind,ro "$d" && ! touch "$d/x" 2>/dev/null'],
+        capture_output=True,
+        check=False,
+    )
+    return "unshare" if probe.returncode == 0 else None
+
+
+def run_readonly(root: Path) -> tuple[int, str]:
+    mechanism = readonly_mechanism()
+    if mechanism is None:
+        pytest.skip("no way to make a directory read-only for root here (unshare -m with mount is not permitted)")
+    cmd = [sys.executable, "-m", "nixcrate.cli", "init", str(root)]
+    if mechanism == "chmod":
+        root.chmod(0o555)
+        try:
+            return run_subprocess(cmd)
+        finally:
+            root.chmod(0o755)
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    return run_subprocess(["unshare", "-m", "sh", "-c", script, "sh", str(root), *cmd])
+
+
+def nix_flake(root: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """A FakeCraneFlake (see test_nix_build) in a private store; returns the environment."""
+    from test_nix_build import FakeCraneFlake, isolated_env  # noqa: PLC0415
+
+    env = isolated_env(root / "store")
+    system = subprocess.run(
+        ["nix", "eval", "--raw", "--impure", "--expr", "builtins.currentSystem"], env={**os.environ, **env}, capture_output=True, text=True, check=True
+    ).stdout
+    shutil.rmtree(root)
+    FakeCraneFlake(root, system, f"{request.node.name}-{time.time_ns()}", broken=True, slow_pidfile=root.parent / "slow.pid")
+    return env
+
+
+def run_interrupt(argv: list[str], env: dict[str, str], pidfile: Path) -> tuple[int, str]:
+    proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    return proc.returncode, stderr
+
+
+# --------------------------------------------------------------------------- the test
+
+
+@pytest.mark.parametrize("ident", sorted(CASES))
+def test_catalogued_error(ident: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    entry = catalogue()[ident]
+    case = CASES[ident]
+    root = tmp_path / "ws"
+    write(root, dict(BASE))
+    write(root, case.files)
+    if ident == "flake-out-of-date":
+        assert run_cli(["init", str(root)], {})[0] == 0
+        write(root, {**member("billing", bin_=True), "Cargo.lock": with_lock("billing")})
+    env = {k: v.format(root=root) for k, v in case.env}
+    if case.runner.startswith("nix"):
+        if not HAVE_NIX:
+            pytest.skip("nix is not installed")
+        env = {**nix_flake(root, request), **env}
+    if case.runner == "nix-old":
+        fake = tmp_path / "bin" / "nix"  # FakeNix 2.3: no `nix eval --expr`
+        fake.parent.mkdir()
+        fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && exec echo 'nix (Nix) 2.3.16'\necho \"error: unrecognised flag '--json'\" >&2; exit 1\n")
+        fake.chmod(0o755)
+        env["PATH"] = f"{fake.parent}:{os.environ['PATH']}"
+    before = snapshot(root)
+    args = [a.format(root=root) for a in case.args]
+
+    if case.runner == "readonly":
+        code, stderr = run_readonly(root)
+    elif case.runner == "nix-interrupt":
+        code, stderr = run_interrupt([sys.executable, "-m", "nixcrate.cli", *args], env, tmp_path / "slow.pid")
+    elif case.runner == "nix-build":
+        code, stderr = run_subprocess([sys.executable, "-m", "nixcrate.cli", *args], env)
+    else:
+        code, stderr = run_cli(args, env)
+
+    assert "Traceback" not in stderr
+    assert code == entry.exit_code, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.startswith(f"{entry.severity}: ")]
+    assert any(entry.pattern.fullmatch(ln.partition(": ")[2]) for ln in lines), f"{stderr!r} does not match {entry.message!r}"
+    line = next(ln for ln in lines if entry.pattern.fullmatch(ln.partition(": ")[2]))
+    assert entry.names in line, f"{line!r} does not name {entry.names!r}"
+    if entry.severity == "error":
+        # nixcrate's own part of stderr: one error line, then at most a hint (a build's report
+        # and a failed derivation's log come before it)
+        ours = stderr[stderr.index("error: ") :].splitlines()
+        assert len(ours) == 1 or (len(ours) == 2 and ours[1].startswith("hint: ")), stderr
+        if entry.hint is not None:
+            assert template_pattern(entry.hint).fullmatch(ours[1].removeprefix("hint: ")), stderr
+        if not case.runner.startswith("nix") and not case.writes:
+            assert snapshot(root) == before  # nothing written
