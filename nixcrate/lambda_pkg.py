@@ -26,17 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSegment
-from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
-from elftools.elf.sections import SymbolTableSection
-from elftools.elf.segments import InterpSegment
-
 from nixcrate.errors import LambdaVerifyFailed, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerSymSection
+    from elftools.elf.sections import SymbolTableSection
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +434,8 @@ class _ElfFacts:
 
 
 def _read_dynamic(elf: ELFFile) -> tuple[str | None, list[str], list[str], list[str]]:
+    from elftools.elf.dynamic import DynamicSegment  # noqa: PLC0415 - pyelftools only for verify: init stays fast
+    from elftools.elf.segments import InterpSegment  # noqa: PLC0415
     """Interpreter, NEEDED, RPATH, RUNPATH, from the segments (as the loader sees them)."""
     interpreter = None
     found: dict[str, list[str]] = {"DT_NEEDED": [], "DT_RPATH": [], "DT_RUNPATH": []}
@@ -453,6 +452,8 @@ def _read_dynamic(elf: ELFFile) -> tuple[str | None, list[str], list[str], list[
 
 
 def _read_versions(elf: ELFFile) -> tuple[list[str], dict[str, list[str]]]:
+    from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection  # noqa: PLC0415
+    from elftools.elf.sections import SymbolTableSection  # noqa: PLC0415
     """GLIBC_* names from readelf -V's "Version needs", and the dynamic symbols using each."""
     index_to_name: dict[int, str] = {}
     versym: GNUVerSymSection | None = None
@@ -477,6 +478,8 @@ def _read_versions(elf: ELFFile) -> tuple[list[str], dict[str, list[str]]]:
 
 
 def _read_elf(data: bytes) -> _ElfFacts:
+    from elftools.elf.elffile import ELFFile  # noqa: PLC0415
+
     elf = ELFFile(io.BytesIO(data))
     interpreter, needed, rpath, runpath = _read_dynamic(elf)
     versions, symbols = _read_versions(elf)
@@ -605,6 +608,8 @@ def verify(
                     raise LambdaVerifyFailed(
                         f"{name}: cannot read bootstrap ({exc}): rebuild the zip"
                     ) from None
+                from elftools.common.exceptions import ELFError  # noqa: PLC0415
+
                 try:
                     facts = _read_elf(data)
                 except ELFError:
