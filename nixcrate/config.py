@@ -60,6 +60,9 @@ class ClosureConfig:
     build_inputs: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     profile: str = "release"
+    # None: the workspace's own [profile] decides (nixcrate sets nothing)
+    codegen_units: int | None = None
+    lto: str | None = None
 
     @property
     def profile_dir(self) -> str:
@@ -194,7 +197,8 @@ def _native(name: str, raw: Any) -> NativeOverride:
     )
 
 
-_CLOSURE_KEYS = ("native-build-inputs", "build-inputs", "env", "profile")
+_CLOSURE_KEYS = ("native-build-inputs", "build-inputs", "env", "profile", "codegen-units", "lto")
+_LTO = ("false", "true", "thin", "fat", "off")
 
 
 def _closure(key: str, raw: dict[str, Any]) -> ClosureConfig:
@@ -206,7 +210,28 @@ def _closure(key: str, raw: dict[str, Any]) -> ClosureConfig:
         build_inputs=_str_list(raw.get("build-inputs", []), f"{key}.build-inputs"),
         env=_str_table(raw.get("env", {}), f"{key}.env"),
         profile=profile,
+        codegen_units=_codegen_units(raw, key),
+        lto=_lto(raw, key),
     )
+
+
+def _codegen_units(raw: dict[str, Any], key: str) -> int | None:
+    value = raw.get("codegen-units")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _err(f"{key}.codegen-units", f"expected a whole number of at least 1, got {value!r}: fix the value")
+    return value
+
+
+def _lto(raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get("lto")
+    if value is None:
+        return None
+    text = str(value).lower() if isinstance(value, bool) else value
+    if text not in _LTO:
+        raise _err(f"{key}.lto", f"expected true, false, \"thin\", \"fat\" or \"off\", got {value!r}: fix the value")
+    return str(text)
 
 
 def parse(data: dict[str, Any]) -> Config:

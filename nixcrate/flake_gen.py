@@ -379,6 +379,12 @@ def _closure_context(
     c_env = dict(_env_pairs(cfg.env))
     if cfg.profile != "release":
         c_env["CARGO_PROFILE"] = nix_str(cfg.profile)  # crane's cargoWithProfile reads it
+    # Set only when nixcrate.toml asks: otherwise the workspace's own [profile] decides.
+    profile_env = "CARGO_PROFILE_" + cfg.profile.upper().replace("-", "_")
+    if cfg.codegen_units is not None:
+        c_env[f"{profile_env}_CODEGEN_UNITS"] = nix_str(str(cfg.codegen_units))
+    if cfg.lto is not None:
+        c_env[f"{profile_env}_LTO"] = nix_str(cfg.lto)
     env = dict(n_env) | dict(extra_env) | c_env | dict(m_env)
     return ClosureContext(
         attr=attr,

@@ -181,7 +181,7 @@ def test_closure_and_native_overrides_reach_closure_and_packages(ws: Path) -> No
     toml.write_text(
         toml.read_text()
         .replace("[services]\n", '[services]\nnative-build-inputs = ["protobuf"]\nenv = { FOO = "bar" }\nprofile = "production"\n')
-        .replace("[lambda]\n", '[lambda]\nbuild-inputs = ["llvmPackages.libclang"]\n')
+        .replace("[lambda]\n", '[lambda]\nbuild-inputs = ["llvmPackages.libclang"]\ncodegen-units = 1\nlto = true\n')
         + '\n[native."smallvec"]\nreason = "pretend it links something"\nbuild-inputs = ["sqlite"]\nlambda-env = { ONLY_IN_LAMBDA = "1" }\n'
     )
     code, out, err = run("init", str(ws))
@@ -192,5 +192,7 @@ def test_closure_and_native_overrides_reach_closure_and_packages(ws: Path) -> No
     assert "pkgs.protobuf" in service_args and 'FOO = "bar";' in service_args and 'CARGO_PROFILE = "production";' in service_args
     assert "pkgs.sqlite" in service_args  # smallvec is in the services' closure only
     assert "pkgs.llvmPackages.libclang" in lambda_args and "pkgs.protobuf" not in lambda_args
+    assert 'CARGO_PROFILE_RELEASE_CODEGEN_UNITS = "1";' in lambda_args and 'CARGO_PROFILE_RELEASE_LTO = "true";' in lambda_args
+    assert "CODEGEN_UNITS" not in service_args  # unset: the workspace's [profile.release] decides
     assert "ONLY_IN_LAMBDA" not in flake  # smallvec is not in the handlers' closure
     assert "native (deployCargoArtifacts): smallvec: sqlite (pretend it links something)" in out
