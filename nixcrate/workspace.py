@@ -10,6 +10,7 @@ not members, lockfile versions 3 and 4.
 from __future__ import annotations
 
 import enum
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -300,6 +301,15 @@ def _parse_dep(
     )
 
 
+def _listing(directory: Path) -> dict[str, bool]:
+    """{entry name: is a directory} of a directory, {} when it is absent."""
+    try:
+        with os.scandir(directory) as entries:
+            return {e.name: e.is_dir() for e in entries}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+
+
 def _discover_targets(
     crate_dir: Path, manifest: dict[str, Any], package: dict[str, Any], name: str, display: str
 ) -> tuple[Target | None, tuple[Target, ...], bool, bool]:
@@ -311,18 +321,19 @@ def _discover_targets(
     sections += [b for b in declared_raw if isinstance(b, dict)] if isinstance(declared_raw, list) else []
     if any(not isinstance(section.get("path", ""), str) for section in sections):
         raise ManifestError(f"{display}: a [lib] or [[bin]] path is not a string: fix it")
+    src = _listing(crate_dir / "src")  # one directory read instead of a stat per candidate
     if isinstance(lib_section, dict):
         lib = Target(str(lib_section.get("name", name.replace("-", "_"))), PurePosixPath(lib_section.get("path", "src/lib.rs")))
-    elif autolib and (crate_dir / "src" / "lib.rs").is_file():
+    elif autolib and src.get("lib.rs") is False:
         lib = Target(name.replace("-", "_"), PurePosixPath("src/lib.rs"))
 
     bins: dict[str, Target] = {}
     autobins = package.get("autobins", True) is not False
     if autobins:
-        if (crate_dir / "src" / "main.rs").is_file():
+        if src.get("main.rs") is False:
             bins[name] = Target(name, PurePosixPath("src/main.rs"))
         bin_dir = crate_dir / "src" / "bin"
-        if bin_dir.is_dir():
+        if src.get("bin") is True:
             for entry in sorted(bin_dir.iterdir()):
                 if entry.is_file() and entry.suffix == ".rs":
                     bins[entry.stem] = Target(entry.stem, PurePosixPath("src/bin") / entry.name)
@@ -338,7 +349,7 @@ def _discover_targets(
                 bpath = PurePosixPath(str(b["path"]))
             elif bname in bins:
                 bpath = bins[bname].path
-            elif bname == name and (crate_dir / "src" / "main.rs").is_file():
+            elif bname == name and src.get("main.rs") is False:
                 bpath = PurePosixPath("src/main.rs")
             elif (crate_dir / "src" / "bin" / bname / "main.rs").is_file():
                 bpath = PurePosixPath("src/bin") / bname / "main.rs"
