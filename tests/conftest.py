@@ -17,6 +17,11 @@ CRANE_EVAL = SHARED / "crane-eval"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# crane-eval re-creates its stub inputs under HARNESS_CACHE on every call: two test workers
+# sharing one folder race on it, so each xdist worker gets its own.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("HARNESS_CACHE", f"/tmp/crane-eval-harness-{os.environ['PYTEST_XDIST_WORKER']}")
+
 # The same Nix settings scripts/test exports, so a bare `pytest` behaves like CI:
 # flakes on, no sandbox, no substituter (there is no network).
 os.environ.setdefault(
@@ -37,6 +42,16 @@ needs_debian_crates = pytest.mark.skipif(
 )
 
 
+def mirror_repo(name: str) -> Path | None:
+    """A fetched repository (`owner+name`) where crane-eval looks: the nearest `.mirror/`
+    above the real (symlink-resolved) crane-eval folder, as its _harness.py does."""
+    for d in CRANE_EVAL.resolve().parents:
+        repo = d / ".mirror" / name / "repo"
+        if repo.exists():
+            return repo
+    return None
+
+
 def crane_eval_missing() -> str | None:
     """Why crane-eval cannot run here, or None when it can."""
     if not (CRANE_EVAL / "eval-flake").is_file():
@@ -44,7 +59,7 @@ def crane_eval_missing() -> str | None:
     if not have("nix"):
         return "nix is not installed"
     for name in ("ipetkov+crane", "nix-community+nixpkgs.lib"):
-        found = any((d / ".mirror" / name / "repo").exists() for d in CRANE_EVAL.parents)
+        found = mirror_repo(name) is not None
         if not found:
             return f"{name.replace('+', '/')} is not fetched into .mirror/ (crane-eval needs it)"
     return None

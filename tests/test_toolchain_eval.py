@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import CRANE_EVAL, EXAMPLE, REPO, copy_workspace, needs_crane_eval
+from conftest import CRANE_EVAL, EXAMPLE, REPO, copy_workspace, mirror_repo, needs_crane_eval
 
 from nixcrate.cli import cli
 
@@ -43,11 +43,7 @@ STUB_ADDITIONS = REPO / "tests" / "fixtures" / "stub-nixpkgs-rust-overlay"
 
 
 def _rust_overlay_mirror() -> Path | None:
-    for d in CRANE_EVAL.parents:
-        repo = d / ".mirror" / "oxalica+rust-overlay" / "repo"
-        if repo.exists():
-            return repo
-    return None
+    return mirror_repo("oxalica+rust-overlay")
 
 
 needs_rust_overlay = pytest.mark.skipif(
