@@ -109,7 +109,8 @@ class Output:
     # Lambda handlers only
     build_command: str = ""
     install_shell: str = ""
-    check_shell: str = ""
+    check_shell: str = ""  # the verify script's body: its zip is "$1"
+    check_script: str = ""  # the let-binding holding that script (shared by identical checks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,7 @@ class FlakeContext:
     service_closure: ClosureContext | None
     lambda_closure: ClosureContext | None
     stubs: tuple[str, ...] = ()  # rendered; see workspace_stubs
+    verifiers: tuple[tuple[str, str], ...] = ()  # (let-binding, script body) of the handlers' install checks
     dev_packages: tuple[str, ...] = ()
     toolchain: ToolchainContext | None = None  # None: nixpkgs' rustc and cargo
     checks: ChecksContext | None = None
@@ -322,10 +324,21 @@ def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph
                     comment=f"{crate.manifest}: bin {target.name}, {lambda_pkg.zig_target(member.arch, config.lambda_glibc)}",
                     build_command=build,
                     install_shell=install,
-                    check_shell=lambda_pkg.check_shell("$out/bootstrap.zip", member.arch, config.lambda_glibc, member.include),
+                    check_shell=lambda_pkg.check_shell("$1", member.arch, config.lambda_glibc, member.include),
                 )
             )
     return tuple(sorted(outs, key=lambda o: o.name))
+
+
+def _share_verifiers(outputs: tuple[Output, ...]) -> tuple[tuple[Output, ...], tuple[tuple[str, str], ...]]:
+    """One verify script per distinct (arch, glibc pin, includes): fifteen handlers of one
+    kind share one script instead of fifteen copies in the flake."""
+    import dataclasses  # noqa: PLC0415
+
+    bodies = list(dict.fromkeys(o.check_shell for o in outputs))
+    names = {body: "lambdaVerify" if len(bodies) == 1 else f"lambdaVerify{i}" for i, body in enumerate(bodies, 1)}
+    shared = tuple(dataclasses.replace(o, check_script=names[o.check_shell]) for o in outputs)
+    return shared, tuple((name, body) for body, name in names.items())
 
 
 def _native(closure: closure_mod.Closure, ws: Workspace, config: Config, *, lambda_closure: bool) -> native.NativeRequirements:
@@ -464,7 +477,7 @@ def build_context(ws: Workspace, config: Config, classified: Classified | None =
             prebuild=lambda_pkg.prebuild_shell(),
         )
 
-    lambda_outputs = _lambda_outputs(ws, handlers, config, graph) if handlers else ()
+    lambda_outputs, verifiers = _share_verifiers(_lambda_outputs(ws, handlers, config, graph) if handlers else ())
     from nixcrate import checks as checks_mod  # noqa: PLC0415 - it builds on this module
 
     checks = checks_mod.build(ws, config, classified.of_any(), service_closure, lambda_outputs)
@@ -484,6 +497,7 @@ def build_context(ws: Workspace, config: Config, classified: Classified | None =
         service_closure=service_closure,
         lambda_closure=lambda_closure,
         stubs=tuple(nix_str(st) for st in workspace_stubs(ws)),
+        verifiers=verifiers,
         dev_packages=("pkgs.cargo-zigbuild", "pkgs.zig") if handlers else (),
         toolchain=toolchain,
         checks=checks,

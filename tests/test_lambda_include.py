@@ -52,9 +52,9 @@ def handler(tmp_path: Path) -> flake_gen.Output:
     return next(o for o in ctx.lambdas if o.member == "ingest")
 
 
-def _run(script: str, cwd: Path, out: Path) -> subprocess.CompletedProcess[str]:
+def _run(script: str, cwd: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env_script = f'set -e\nexport TMPDIR={cwd.parent}/tmp out={out}\nmkdir -p "$TMPDIR"\n{CRANE_HOOKS}{script}'
-    return subprocess.run(["bash", "-c", env_script], cwd=cwd, capture_output=True, text=True, check=False)
+    return subprocess.run(["bash", "-c", env_script, "bash", *args], cwd=cwd, capture_output=True, text=True, check=False)
 
 
 def _source(tmp_path: Path, handler: flake_gen.Output, binary: Path) -> Path:
@@ -85,7 +85,7 @@ def test_flake_packages_bootstrap_plus_exactly_the_includes(
         for rel, data in FILES.items():
             assert archive.read(rel) == data
     # the derivation's install check (check_shell) and `nixcrate lambda verify` both accept it
-    check = _run(handler.check_shell, src, out)
+    check = _run(handler.check_shell, src, out, str(out / "bootstrap.zip"))
     assert check.returncode == 0, check.stderr
     assert "ok (bootstrap for x86_64" in check.stdout
     args = ["verify", str(zip_path), *(a for inc in INCLUDES for a in ("--include", inc))]
@@ -104,7 +104,7 @@ def test_an_undeclared_extra_file_fails_the_install_check(
     out = tmp_path / "out"
     assert _run(handler.install_shell, src, out).returncode == 0
     subprocess.run(["zip", "-q", "-X", str(out / "bootstrap.zip"), "pdfium-lib/mac/libpdfium.dylib"], cwd=src, check=True)
-    check = _run(handler.check_shell, src, out)
+    check = _run(handler.check_shell, src, out, str(out / "bootstrap.zip"))
     assert check.returncode == 1
     assert "undeclared entry pdfium-lib/mac/libpdfium.dylib" in check.stderr
     args = ["verify", str(out / "bootstrap.zip"), *(a for inc in INCLUDES for a in ("--include", inc))]
