@@ -101,7 +101,6 @@ class Output:
     name: str  # output name as the user types it
     pname: str
     version: str
-    cargo_extra_args: str
     crates: tuple[str, ...]  # fileset expressions of the crate directories compiled
     member: str
     cargo_args: str = ""  # cargoExtraArgs, unrendered: what crane passes to cargo
@@ -111,6 +110,11 @@ class Output:
     install_shell: str = ""
     check_shell: str = ""  # the verify script's body: its zip is "$1"
     check_script: str = ""  # the let-binding holding that script (shared by identical checks)
+
+    @property
+    def cargo_extra_args(self) -> str:
+        """cargoExtraArgs, rendered for the flake."""
+        return nix_str(self.cargo_args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,14 +233,19 @@ def _stub_for(crate: Crate) -> str | None:
     return (crate.path / ("src/lib.rs" if crate.autolib else "src/main.rs")).as_posix().removeprefix("./")
 
 
-def _cargo_args(name: str, config: Config) -> str:
+def _member_args(name: str, config: Config) -> str:
+    """What nixcrate.toml adds to every cargo command of a member (features, extra args)."""
     member = config.member(name)
-    args = ["--locked", "-p", name]
+    args = []
     if member.features:
         args += ["--features", ",".join(member.features)]
     if member.cargo_extra_args:
         args.append(member.cargo_extra_args)
     return " ".join(args)
+
+
+def _cargo_args(name: str, config: Config) -> str:
+    return " ".join(filter(None, ["--locked", "-p", name, _member_args(name, config)]))
 
 
 def _sources(crate: Crate, graph: closure_mod.LockGraph, ws: Workspace) -> tuple[str, ...]:
@@ -270,7 +279,6 @@ def _service_outputs(ws: Workspace, names: tuple[str, ...], config: Config, grap
                 name=name,
                 pname=nix_str(name),
                 version=nix_str(crate.version),
-                cargo_extra_args=nix_str(_cargo_args(name, config)),
                 crates=filesets + _extra_src(name, config),
                 member=name,
                 cargo_args=_cargo_args(name, config),
@@ -297,7 +305,7 @@ def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph
                     f"both would be {out_name}, rename one [[bin]]"
                 )
             seen[out_name] = name
-            build = lambda_pkg.zigbuild_command(name, member.arch, config.lambda_glibc, _cargo_args(name, config).removeprefix(f"--locked -p {name}").strip(), bin=target.name)
+            build = lambda_pkg.zigbuild_command(name, member.arch, config.lambda_glibc, _member_args(name, config), bin=target.name)
             binary = lambda_pkg.binary_path(member.arch, target.name, config.lambdas.profile_dir)
             install = "\n".join(
                 [
@@ -317,8 +325,7 @@ def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph
                     name=out_name,
                     pname=nix_str(out_name),
                     version=nix_str(crate.version),
-                    cargo_extra_args=nix_str(_cargo_args(name, config)),
-                    crates=filesets + _extra_src(name, config) + tuple(nix_path(p.strip("/")) for p in member.include),
+                        crates=filesets + _extra_src(name, config) + tuple(nix_path(p.strip("/")) for p in member.include),
                         member=name,
                     cargo_args=_cargo_args(name, config),
                     comment=f"{crate.manifest}: bin {target.name}, {lambda_pkg.zig_target(member.arch, config.lambda_glibc)}",
@@ -455,7 +462,7 @@ def build_context(ws: Workspace, config: Config, classified: Classified | None =
 
         commands = [
             lambda_pkg.zigbuild_command(
-                n, config.member(n).arch, config.lambda_glibc, _cargo_args(n, config).removeprefix(f"--locked -p {n}").strip()
+                n, config.member(n).arch, config.lambda_glibc, _member_args(n, config)
             )
             for n in handlers
         ]
