@@ -15,13 +15,19 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nixcrate import toolchain as toolchain_mod
 from nixcrate.errors import LockfileError, ManifestError, WorkspaceError
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 LAMBDA_RUNTIME_CRATES = frozenset({"lambda_runtime", "lambda_http", "lambda_extension"})
 NEXTEST_CONFIG = PurePosixPath(".config/nextest.toml")
+_SRC_LIB = PurePosixPath("src/lib.rs")
+_SRC_MAIN = PurePosixPath("src/main.rs")
+_BUILD_RS = PurePosixPath("build.rs")
 
 # What cargo accepts in a package name (it also rejects a leading digit for new packages,
 # but old crates exist): anything else cannot be a cargo package or a Nix attribute we emit.
@@ -152,9 +158,10 @@ _NAME_INDEX: dict[int, tuple[Workspace, dict[str, Crate]]] = {}
 # --------------------------------------------------------------------------- reading
 
 
-def _read_toml(path: Path, display: str) -> dict[str, Any]:
+def _read_toml(path: str | Path, display: str) -> dict[str, Any]:
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         raise ManifestError(f"{display}: not found: run nixcrate in a Cargo workspace, or pass its directory") from None
     except IsADirectoryError:
@@ -175,60 +182,69 @@ def _read_toml(path: Path, display: str) -> dict[str, Any]:
         raise ManifestError(f"{display}: invalid TOML: arrays or tables nested thousands deep: fix the syntax") from None
 
 
-def _rel(root: Path, path: Path) -> PurePosixPath:
-    rel = path.relative_to(root)
-    return PurePosixPath(rel.as_posix()) if str(rel) != "." else PurePosixPath(".")
+# Paths relative to the root are handled as strings ("crates/api", "." for the root) while
+# reading, and become PurePosixPath only in the dataclasses: pathlib's parsing, once per
+# join, was most of the time `init` spent on a workspace of hundreds of members.
 
 
-def _norm(p: PurePosixPath) -> PurePosixPath:
-    """Collapse `a/../b` and `./a` lexically, as cargo does for member and path entries."""
-    parts: list[str] = []
-    for part in p.parts:
+def _collapse(parts: Iterable[str]) -> list[str]:
+    """Drop `` and `.`, and let `..` cancel the part before it, lexically (as cargo does)."""
+    out: list[str] = []
+    for part in parts:
         if part in ("", "."):
             continue
-        if part == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            else:
-                parts.append("..")
+        if part == ".." and out and out[-1] != "..":
+            out.pop()
         else:
-            parts.append(part)
-    return PurePosixPath(*parts) if parts else PurePosixPath(".")
+            out.append(part)
+    return out
 
 
-def _join(base: PurePosixPath, rel: str) -> PurePosixPath:
-    return _norm(base / rel)
+def _join(base: str, rel: str) -> str:
+    """base/rel collapsed (`a/../b` -> `b`, `./a` -> `a`): a member or path entry relative to the root."""
+    if base.startswith("/") or rel.startswith("/"):
+        # An absolute path (members refuse one, a path dependency may name one): pathlib's root rules.
+        return str(PurePosixPath(*_collapse(PurePosixPath(base, rel).parts)))
+    return "/".join(_collapse(f"{base}/{rel}".split("/"))) or "."
 
 
-def _expand_members(root: Path, patterns: list[str], display: str) -> tuple[list[PurePosixPath], list[str]]:
+def _outside(rel: str) -> bool:
+    """A collapsed relative path that leaves the root."""
+    return rel == ".." or rel.startswith("../")
+
+
+def _is_under(path: str, ancestor: str) -> bool:
+    """path is ancestor or inside it (both collapsed, relative); "." holds every path."""
+    return ancestor in (path, ".") or path.startswith(ancestor + "/")
+
+
+def _expand_members(root: Path, patterns: list[str], display: str) -> tuple[list[str], list[str]]:
     """Member directories (relative) and warnings, following cargo's glob rules."""
-    found: list[PurePosixPath] = []
+    found: list[str] = []
     warnings: list[str] = []
+    root_len = len(str(root))
     for pattern in patterns:
         if not isinstance(pattern, str):
             raise ManifestError(f"{display}: workspace.members must be a list of strings: fix the entry {pattern!r}")
-        if PurePosixPath(pattern).is_absolute() or _join(PurePosixPath("."), pattern).parts[:1] == ("..",):
+        rel = _join(".", pattern)
+        if pattern.startswith("/") or _outside(rel):
             raise WorkspaceError(
                 f"{display}: member '{pattern}' is outside the workspace root: a flake only sees files under {root.name}/, move the crate inside"
             )
         if any(ch in pattern for ch in "*?["):
-            matches = sorted(p for p in root.glob(pattern) if p.is_dir() and p.name != "target")
+            matches = sorted(p for p in root.glob(pattern) if p.name != "target" and p.is_dir())
             if not matches:
                 # cargo accepts a glob that matches nothing (an empty folder is not even in git), so we warn.
                 warnings.append(f"{display}: member glob '{pattern}' matches no directory: remove it from workspace.members if it is stale")
-            found.extend(_rel(root, m) for m in matches)
+            # glob yields root/<relative>: cut the root off the string (as relative_to would, uncollapsed)
+            found.extend(str(m)[root_len:].lstrip("/") or "." for m in matches)
         else:
-            rel = _join(PurePosixPath("."), pattern)
-            if rel.parts and rel.parts[0] == "..":
-                raise WorkspaceError(
-                    f"{display}: member '{pattern}' is outside the workspace root: a flake only sees files under {root.name}/, move the crate inside"
-                )
             found.append(rel)
     return found, warnings
 
 
-def _is_excluded(path: PurePosixPath, excludes: list[PurePosixPath]) -> bool:
-    return any(path == ex or ex in path.parents for ex in excludes)
+def _is_excluded(path: str, excludes: list[str]) -> bool:
+    return any(_is_under(path, ex) for ex in excludes)
 
 
 # --------------------------------------------------------------------------- crates
@@ -264,7 +280,7 @@ def _parse_dep(
     key: str,
     spec: Any,
     table: str,
-    crate_dir: PurePosixPath,
+    crate_dir: str,
     ws_deps: dict[str, Any],
     display: str,
 ) -> Dependency:
@@ -285,7 +301,7 @@ def _parse_dep(
         if "features" in inherited and "features" in extra:
             merged["features"] = [*inherited["features"], *extra["features"]]
         spec = merged
-        base_dir = PurePosixPath(".")  # workspace.dependencies paths are relative to the root
+        base_dir = "."  # workspace.dependencies paths are relative to the root
     if isinstance(spec, str):
         return Dependency(key, _DEP_KIND[table], None, None, optional=False)
     if not isinstance(spec, dict):
@@ -295,13 +311,13 @@ def _parse_dep(
     return Dependency(
         name=str(name),
         kind=_DEP_KIND[table],
-        path=_join(base_dir, path) if isinstance(path, str) else None,
+        path=PurePosixPath(_join(base_dir, path)) if isinstance(path, str) else None,
         git=spec.get("git") if isinstance(spec.get("git"), str) else None,
         optional=bool(spec.get("optional", False)),
     )
 
 
-def _listing(directory: Path) -> dict[str, bool]:
+def _listing(directory: str) -> dict[str, bool]:
     """{entry name: is a directory} of a directory, {} when it is absent."""
     try:
         with os.scandir(directory) as entries:
@@ -311,7 +327,7 @@ def _listing(directory: Path) -> dict[str, bool]:
 
 
 def _discover_targets(
-    crate_dir: Path, manifest: dict[str, Any], package: dict[str, Any], name: str, display: str
+    crate_dir: str, manifest: dict[str, Any], package: dict[str, Any], name: str, display: str
 ) -> tuple[Target | None, tuple[Target, ...], bool, bool]:
     lib_section = manifest.get("lib")
     autolib = package.get("autolib", True) is not False
@@ -321,20 +337,19 @@ def _discover_targets(
     sections += [b for b in declared_raw if isinstance(b, dict)] if isinstance(declared_raw, list) else []
     if any(not isinstance(section.get("path", ""), str) for section in sections):
         raise ManifestError(f"{display}: a [lib] or [[bin]] path is not a string: fix it")
-    src = _listing(crate_dir / "src")  # one directory read instead of a stat per candidate
+    src = _listing(os.path.join(crate_dir, "src"))  # one directory read instead of a stat per candidate
     if isinstance(lib_section, dict):
         lib = Target(str(lib_section.get("name", name.replace("-", "_"))), PurePosixPath(lib_section.get("path", "src/lib.rs")))
     elif autolib and src.get("lib.rs") is False:
-        lib = Target(name.replace("-", "_"), PurePosixPath("src/lib.rs"))
+        lib = Target(name.replace("-", "_"), _SRC_LIB)
 
     bins: dict[str, Target] = {}
     autobins = package.get("autobins", True) is not False
     if autobins:
         if src.get("main.rs") is False:
-            bins[name] = Target(name, PurePosixPath("src/main.rs"))
-        bin_dir = crate_dir / "src" / "bin"
+            bins[name] = Target(name, _SRC_MAIN)
         if src.get("bin") is True:
-            for entry in sorted(bin_dir.iterdir()):
+            for entry in sorted(Path(crate_dir, "src", "bin").iterdir()):
                 if entry.is_file() and entry.suffix == ".rs":
                     bins[entry.stem] = Target(entry.stem, PurePosixPath("src/bin") / entry.name)
                 elif entry.is_dir() and (entry / "main.rs").is_file():
@@ -350,8 +365,8 @@ def _discover_targets(
             elif bname in bins:
                 bpath = bins[bname].path
             elif bname == name and src.get("main.rs") is False:
-                bpath = PurePosixPath("src/main.rs")
-            elif (crate_dir / "src" / "bin" / bname / "main.rs").is_file():
+                bpath = _SRC_MAIN
+            elif os.path.isfile(os.path.join(crate_dir, "src", "bin", bname, "main.rs")):
                 bpath = PurePosixPath("src/bin") / bname / "main.rs"
             else:
                 bpath = PurePosixPath("src/bin") / f"{bname}.rs"
@@ -360,35 +375,37 @@ def _discover_targets(
     return lib, tuple(sorted(bins.values(), key=lambda t: t.name)), declares, autolib
 
 
-def _build_script(crate_dir: Path, package: dict[str, Any]) -> PurePosixPath | None:
+def _build_script(crate_dir: str, package: dict[str, Any]) -> PurePosixPath | None:
     build = package.get("build")
     if build is False:
         return None
     if isinstance(build, str):
         return PurePosixPath(build)
-    return PurePosixPath("build.rs") if (crate_dir / "build.rs").is_file() else None
+    return _BUILD_RS if os.path.isfile(os.path.join(crate_dir, "build.rs")) else None
 
 
 def _read_crate(
     root: Path,
-    rel: PurePosixPath,
+    rel: str,
     *,
     is_member: bool,
     ws_package: dict[str, Any],
     ws_deps: dict[str, Any],
     manifest: dict[str, Any] | None = None,
 ) -> Crate:
-    crate_dir = root / rel
-    display = str(rel / "Cargo.toml") if str(rel) != "." else "Cargo.toml"
+    crate_dir = os.path.join(root, rel)
+    path = PurePosixPath(rel)
+    display = str(path / "Cargo.toml") if rel != "." else "Cargo.toml"
     if manifest is None:
-        if not (crate_dir / "Cargo.toml").is_file():
+        manifest_file = os.path.join(crate_dir, "Cargo.toml")
+        if not os.path.isfile(manifest_file):
             what = "workspace member" if is_member else "path dependency"
             raise ManifestError(
                 f"{display}: not found, but {rel} is a {what}: add its Cargo.toml, or remove it from workspace.members"
                 if is_member
                 else f"{display}: not found, but {rel} is a {what}: fix the dependency's path"
             )
-        manifest = _read_toml(crate_dir / "Cargo.toml", display)
+        manifest = _read_toml(manifest_file, display)
     package = manifest.get("package", manifest.get("project"))
     if not isinstance(package, dict):
         raise ManifestError(f"{display}: has no [package] section: a workspace member must be a package (add [package] name and version)")
@@ -417,7 +434,7 @@ def _read_crate(
     return Crate(
         name=name,
         version=str(version),
-        path=rel,
+        path=path,
         is_member=is_member,
         lib=lib,
         bins=bins,
@@ -432,68 +449,44 @@ def _read_crate(
 # --------------------------------------------------------------------------- lockfile
 
 
-_LOCK_KV = re.compile(r'^(name|version|source|checksum) = "([^"\\]*)"$')
+# Cargo.lock exactly as cargo writes it: comments, `version = N`, then [[package]] tables
+# with their keys in cargo's order and one dependency a line. Anything else (hand edits,
+# CRLF, [metadata], [[patch.unused]]) does not match, and tomllib reads the file instead.
+_LOCK_HEAD = re.compile(r"(?:#[^\n]*\n)*version = (\d+)\n+")
+_LOCK_PACKAGE = re.compile(
+    r"\[\[package\]\]\n"
+    r'name = "([^"\\\n]*)"\n'
+    r'version = "([^"\\\n]*)"\n'
+    r'(?:source = "([^"\\\n]*)"\n)?'
+    r'(?:checksum = "([^"\\\n]*)"\n)?'
+    r'(?:dependencies = \[\n((?: "[^"\\\n]*",\n)*)\]\n)?'
+    r"\n*"
+)
 
 
-def _canonical_lock(text: str) -> dict[str, Any] | None:
-    """Cargo.lock as cargo writes it, read line by line (several times faster than tomllib
-    on a lock of thousands of packages). None for anything else: tomllib then reads it."""
-    data: dict[str, Any] = {}
-    packages: list[dict[str, Any]] = []
-    current: dict[str, Any] | None = None
-    deps: list[str] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if deps is not None:
-            if line == "]":
-                deps = None
-            elif line.startswith('"') and line.rstrip(",").endswith('"') and "\\" not in line:
-                deps.append(line.rstrip(",")[1:-1])
-            else:
-                return None
-            continue
-        if not line or line.startswith("#"):
-            continue
-        if line == "[[package]]":
-            current = {}
-            packages.append(current)
-        elif current is None and line.startswith("version = ") and line[10:].isdigit():
-            data["version"] = int(line[10:])
-        elif current is not None and (m := _LOCK_KV.match(line)):
-            if m.group(1) in current:
-                return None
-            current[m.group(1)] = m.group(2)
-        elif current is not None and line == "dependencies = [":
-            deps = current.setdefault("dependencies", [])
-        elif current is not None and line.startswith('dependencies = ["') and line.endswith('"]') and "\\" not in line:
-            current["dependencies"] = [d.strip().strip('"') for d in line[16:-1].split(",") if d.strip()]
-        else:
-            return None  # [metadata], [[patch.unused]], hand edits: let tomllib decide
-    if deps is not None:
+def _canonical_lock(text: str) -> tuple[int, list[LockPackage]] | None:
+    """(version, packages) of a Cargo.lock in cargo's own layout, None for any other text.
+
+    One regular expression per package instead of tomllib, which takes several times as
+    long on a lock of thousands of packages; None leaves the file to tomllib."""
+    head = _LOCK_HEAD.match(text)
+    if head is None:
         return None
-    data["package"] = packages
-    return data
+    packages = []
+    pos, end = head.end(), len(text)
+    while pos < end:
+        m = _LOCK_PACKAGE.match(text, pos)
+        if m is None:
+            return None
+        name, version, source, checksum, deps = m.groups()
+        # deps is ' "a",\n "b",\n': strip the outer ' "' and '",\n', split on the inner ones
+        packages.append(LockPackage(name, version, source, checksum, tuple(deps[2:-3].split('",\n "')) if deps else ()))
+        pos = m.end()
+    return int(head.group(1)), packages
 
 
-def read_lockfile(path: Path, display: str = "Cargo.lock") -> Lockfile:
-    if not path.is_file():
-        raise LockfileError(f"{display}: not found: run 'cargo generate-lockfile' and commit Cargo.lock (a flake needs it to vendor crates)")
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = _canonical_lock(text) or tomllib.loads(text)
-    except UnicodeDecodeError:
-        raise LockfileError(f"{display}: not valid UTF-8: regenerate it with 'cargo generate-lockfile'") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise LockfileError(f"{display}: invalid TOML: {exc}: regenerate it with 'cargo generate-lockfile'") from None
-    except RecursionError:
-        raise LockfileError(f"{display}: invalid TOML: arrays or tables nested thousands deep: regenerate it with 'cargo generate-lockfile'") from None
-    version = data.get("version")
-    if version is None:
-        raise LockfileError(
-            f"{display}: lockfile version 1 or 2 is too old: run 'cargo update -w' with cargo 1.53 or newer to write version 3"
-        )
-    if version not in (3, 4):
-        raise LockfileError(f"{display}: lockfile version {version} is not supported (3 and 4 are): regenerate it with a current cargo")
+def _toml_lock_packages(data: dict[str, Any], display: str) -> list[LockPackage]:
+    """The [[package]] tables of a Cargo.lock that tomllib read, checked."""
     packages = []
     entries = data.get("package", [])
     if not isinstance(entries, list):
@@ -513,9 +506,33 @@ def read_lockfile(path: Path, display: str = "Cargo.lock") -> Lockfile:
                 version=str(entry["version"]),
                 source=entry.get("source"),
                 checksum=entry.get("checksum"),
-                dependencies=tuple(str(d) for d in entry.get("dependencies", [])),
+                dependencies=tuple(deps),
             )
         )
+    return packages
+
+
+def read_lockfile(path: Path, display: str = "Cargo.lock") -> Lockfile:
+    if not path.is_file():
+        raise LockfileError(f"{display}: not found: run 'cargo generate-lockfile' and commit Cargo.lock (a flake needs it to vendor crates)")
+    try:
+        text = path.read_text(encoding="utf-8")
+        canonical = _canonical_lock(text)
+        data = tomllib.loads(text) if canonical is None else {}
+    except UnicodeDecodeError:
+        raise LockfileError(f"{display}: not valid UTF-8: regenerate it with 'cargo generate-lockfile'") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LockfileError(f"{display}: invalid TOML: {exc}: regenerate it with 'cargo generate-lockfile'") from None
+    except RecursionError:
+        raise LockfileError(f"{display}: invalid TOML: arrays or tables nested thousands deep: regenerate it with 'cargo generate-lockfile'") from None
+    version = data.get("version") if canonical is None else canonical[0]
+    if version is None:
+        raise LockfileError(
+            f"{display}: lockfile version 1 or 2 is too old: run 'cargo update -w' with cargo 1.53 or newer to write version 3"
+        )
+    if version not in (3, 4):
+        raise LockfileError(f"{display}: lockfile version {version} is not supported (3 and 4 are): regenerate it with a current cargo")
+    packages = _toml_lock_packages(data, display) if canonical is None else canonical[1]
     packages.sort(key=lambda p: (p.name, p.version, p.source or ""))
     return Lockfile(version=int(version), packages=tuple(packages))
 
@@ -562,30 +579,22 @@ def load(root: Path) -> Workspace:
     for key in ("exclude", "default-members"):
         if not isinstance(ws.get(key, []), list):
             raise ManifestError(f"Cargo.toml: workspace.{key} must be a list of paths: fix its syntax")
-    excludes = [_join(PurePosixPath("."), e) for e in ws.get("exclude", []) if isinstance(e, str)]
+    excludes = [_join(".", e) for e in ws.get("exclude", []) if isinstance(e, str)]
     # As cargo's is_excluded: `exclude` drops what globs match, never a member listed by its path.
-    listed = [_join(PurePosixPath("."), p) for p in raw_members if isinstance(p, str) and not any(ch in p for ch in "*?[")]
-    member_dirs = [
-        m for m in member_dirs if not _is_excluded(m, excludes) or m == PurePosixPath(".") or any(m == p or p in m.parents for p in listed)
-    ]
+    listed = [_join(".", p) for p in raw_members if isinstance(p, str) and not any(ch in p for ch in "*?[")]
+    member_dirs = [m for m in member_dirs if not _is_excluded(m, excludes) or m == "." or any(_is_under(m, p) for p in listed)]
     if has_package:
-        member_dirs.insert(0, PurePosixPath("."))
-    seen: set[PurePosixPath] = set()
-    ordered: list[PurePosixPath] = []
-    for m in member_dirs:
-        if m not in seen:
-            seen.add(m)
-            ordered.append(m)
+        member_dirs.insert(0, ".")
 
-    crates: dict[PurePosixPath, Crate] = {}
-    for rel in ordered:
+    crates: dict[str, Crate] = {}  # by directory relative to the root
+    for rel in dict.fromkeys(member_dirs):  # in order, without duplicates
         crates[rel] = _read_crate(
             root,
             rel,
             is_member=True,
             ws_package=ws_package,
             ws_deps=ws_deps,
-            manifest=top if rel == PurePosixPath(".") else None,
+            manifest=top if rel == "." else None,
         )
 
     # Path dependencies that are not members: read them too (their own path deps as well).
@@ -593,22 +602,23 @@ def load(root: Path) -> Workspace:
     while pending:
         dep = pending.pop()
         assert dep.path is not None
-        if dep.path in crates:
+        dep_dir = str(dep.path)
+        if dep_dir in crates:
             continue
-        if dep.path.parts and dep.path.parts[0] == "..":
+        if _outside(dep_dir):
             owner = next(c for c in crates.values() if dep in c.deps)
             raise WorkspaceError(
                 f"{owner.manifest}: path dependency '{dep.name}' ({dep.path}) is outside the workspace root: "
                 "a flake only sees files under its own directory, move the crate into the workspace or use a git/registry dependency"
             )
-        if not (root / dep.path / "Cargo.toml").is_file():
+        if not os.path.isfile(os.path.join(root, dep_dir, "Cargo.toml")):
             owner = next(c for c in crates.values() if dep in c.deps)
             raise ManifestError(f"{owner.manifest}: path dependency '{dep.name}' points at {dep.path}, which has no Cargo.toml: fix the path")
-        crate = _read_crate(root, dep.path, is_member=False, ws_package=ws_package, ws_deps=ws_deps)
-        crates[dep.path] = crate
+        crate = _read_crate(root, dep_dir, is_member=False, ws_package=ws_package, ws_deps=ws_deps)
+        crates[dep_dir] = crate
         pending.extend(d for d in crate.deps if d.path is not None)
 
-    ordered_crates = tuple(sorted(crates.values(), key=lambda c: c.path.as_posix()))
+    ordered_crates = tuple(crates[rel] for rel in sorted(crates))
     by_name: dict[str, Crate] = {}
     for c in ordered_crates:
         if c.name in by_name:
@@ -622,11 +632,7 @@ def load(root: Path) -> Workspace:
     _check_lock_current(lock, ordered_crates, "Cargo.lock")
 
     members = tuple(sorted(c.name for c in ordered_crates if c.is_member))
-    defaults: list[str] = []
-    for d in ws.get("default-members", []):
-        rel = _join(PurePosixPath("."), d) if isinstance(d, str) else None
-        if rel in crates:
-            defaults.append(crates[rel].name)
+    defaults = [crates[rel].name for d in ws.get("default-members", []) if isinstance(d, str) and (rel := _join(".", d)) in crates]
     configs = tuple(
         PurePosixPath(".cargo") / n for n in ("config.toml", "config") if (root / ".cargo" / n).is_file()
     )
