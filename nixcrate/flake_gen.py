@@ -546,8 +546,12 @@ def templates_dir() -> Path:
 def _environment():  # type: ignore[no-untyped-def]  # jinja2 is imported lazily: init's speed matters
     import jinja2  # noqa: PLC0415
 
+    from nixcrate import template_cache  # noqa: PLC0415 - it imports jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
+        # compiled flake.nix.j2 from an earlier run; this module's source fingerprints the options and filters below
+        bytecode_cache=template_cache.for_module(__file__),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
