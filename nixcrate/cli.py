@@ -96,9 +96,12 @@ def _print_usage_error(exc: click.UsageError) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Echo every command nixcrate runs.")
 def cli(verbose: bool) -> None:
     """Turn a Rust Cargo workspace into a fast, cache-friendly crane flake."""
-    from nixcrate import runner  # noqa: PLC0415
+    # runner imports subprocess, which `init` does not need: import it only to turn echoing on,
+    # or to reset it after an earlier in-process call (a test's CliRunner) turned it on.
+    if verbose or "nixcrate.runner" in sys.modules:
+        from nixcrate import runner  # noqa: PLC0415
 
-    runner.VERBOSE = verbose
+        runner.VERBOSE = verbose
 
 
 @cli.command()

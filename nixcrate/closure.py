@@ -58,14 +58,18 @@ class LockGraph:
         for i, p in enumerate(self._packages):
             self._by_name.setdefault(p.name, []).append(i)
         self._in_tree = {c.name: c for c in ws.crates}
-        self._by_path = {c.path: c for c in ws.crates}
         self._edges: list[list[int]] = [self._edges_of(i) for i in range(len(self._packages))]
         self._masks: dict[int, int] = {}
         self._paths: dict[tuple[str, bool], tuple[Crate, ...]] = {}
+        self._tree: tuple[list[Crate], list[tuple[list[int], list[int]]]] | None = None
+        self._tree_index: dict[str, int] = {}
 
     # ---------------------------------------------------------------- lock references
 
     def _resolve_index(self, ref: str) -> int | None:
+        if " " not in ref:  # a bare name, the usual form: the lock holds one version of it
+            candidates = self._by_name.get(ref)
+            return candidates[0] if candidates else None
         parts = ref.split(" ", 2)
         candidates = self._by_name.get(parts[0], [])
         if len(parts) >= 2:
@@ -88,7 +92,7 @@ class LockGraph:
             skip = frozenset(d.name for d in tree.deps if d.kind == "dev" and d.name not in non_dev)
         out = []
         for ref in pkg.dependencies:
-            if ref.split(" ", 1)[0] in skip:
+            if skip and ref.split(" ", 1)[0] in skip:
                 continue
             j = self._resolve_index(ref)
             if j is not None:
@@ -162,22 +166,39 @@ class LockGraph:
         cached = self._paths.get(key)
         if cached is not None:
             return cached
-        seen: dict[str, Crate] = {}
-        stack = [crate]
+        tree, edges = self._tree_edges()
+        top = self._tree_index[crate.name]
+        seen: set[int] = set()
+        stack = [top, *edges[top][1]] if dev else [top]
         while stack:
-            c = stack.pop()
-            if c.name in seen:
-                continue
-            seen[c.name] = c
-            for d in c.deps:
-                if d.kind == "dev" and not (dev and c is crate):
-                    continue
-                target = self._by_path.get(d.path) if d.path is not None else self._in_tree.get(d.name)
-                if target is not None and (d.path is not None or target.is_member):
-                    stack.append(target)
-        result = tuple(sorted(seen.values(), key=lambda c: c.path.as_posix()))
+            i = stack.pop()
+            if i not in seen:
+                seen.add(i)
+                stack.extend(edges[i][0])
+        result = tuple(tree[i] for i in sorted(seen))  # tree is sorted by path
         self._paths[key] = result
         return result
+
+    def _tree_edges(self) -> tuple[list[Crate], list[tuple[list[int], list[int]]]]:
+        """In-tree crates sorted by path and, per crate, the indices of the in-tree crates its
+        normal and build deps name, and those its dev-deps name. Built once: every output
+        walks these edges again."""
+        if self._tree is None:
+            tree = sorted(self.workspace.crates, key=lambda c: c.path.as_posix())
+            self._tree_index = {c.name: i for i, c in enumerate(tree)}
+            by_path = {c.path: i for i, c in enumerate(tree)}
+            edges: list[tuple[list[int], list[int]]] = []
+            for c in tree:
+                normal: list[int] = []
+                dev: list[int] = []
+                for d in c.deps:
+                    # a path dep is the crate at that path; a dep by name only is a member of that name
+                    j = by_path.get(d.path) if d.path is not None else self._tree_index.get(d.name)
+                    if j is not None and (d.path is not None or tree[j].is_member):
+                        (dev if d.kind == "dev" else normal).append(j)
+                edges.append((normal, dev))
+            self._tree = (tree, edges)
+        return self._tree
 
 
 # id(ws) -> (ws, graph): flake_gen, the checks and init's summary share one graph.

@@ -512,11 +512,14 @@ def build_context(ws: Workspace, config: Config, classified: Classified | None =
 
 
 def _toolchain(ws: Workspace, config: Config, handlers: tuple[str, ...]) -> ToolchainContext | None:
-    from nixcrate import lambda_pkg  # noqa: PLC0415
     from nixcrate import toolchain as toolchain_mod  # noqa: PLC0415
 
     # Every std a handler links for; services build for the host, whose std rust-overlay adds.
-    link_targets = {lambda_pkg.get_arch(config.member(n).arch).triple for n in handlers}
+    link_targets: set[str] = set()
+    if handlers:
+        from nixcrate import lambda_pkg  # noqa: PLC0415 - only workspaces with handlers need it
+
+        link_targets = {lambda_pkg.get_arch(config.member(n).arch).triple for n in handlers}
     choice = toolchain_mod.choose(config.toolchain, ws.toolchain_file, ws.root, link_targets=link_targets, with_checks=True)
     if choice is None:
         return None
