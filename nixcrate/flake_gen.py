@@ -436,7 +436,10 @@ def _check_output_names(ws: Workspace, services: tuple[str, ...], handlers: tupl
             )
 
 
-def build_context(ws: Workspace, config: Config, classified: Classified | None = None) -> FlakeContext:
+def build_context(
+    ws: Workspace, config: Config, classified: Classified | None = None, report: closure_mod.ClosureReport | None = None
+) -> FlakeContext:
+    """report: closure_mod.analyse of the classified services and handlers, when the caller has it."""
     classified = classified or classify(ws, config)
     graph = closure_mod.graph_for(ws)
     services = classified.of(MemberKind.SERVICE)
@@ -447,7 +450,8 @@ def build_context(ws: Workspace, config: Config, classified: Classified | None =
             "add one, or set members.<name>.kind in nixcrate.toml"
         )
     _check_output_names(ws, services, handlers)
-    report = closure_mod.analyse(ws, [ws.crate(n) for n in services], [ws.crate(n) for n in handlers])
+    if report is None:
+        report = closure_mod.analyse(ws, [ws.crate(n) for n in services], [ws.crate(n) for n in handlers])
 
     service_closure = None
     if services:

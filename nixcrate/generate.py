@@ -35,10 +35,15 @@ class InitResult:
     native_applied: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (closure, descriptions)
 
 
-def flake_text(ws: workspace.Workspace, config: config_mod.Config) -> tuple[str, Classified, FlakeContext]:
+def flake_text(ws: workspace.Workspace, config: config_mod.Config) -> tuple[str, Classified, FlakeContext, ClosureReport]:
     classified = flake_gen.classify(ws, config)
-    context = flake_gen.build_context(ws, config, classified)
-    return files.with_header(flake_gen.render(context)), classified, context
+    report = closure_mod.analyse(
+        ws,
+        [ws.crate(n) for n in classified.of(MemberKind.SERVICE)],
+        [ws.crate(n) for n in classified.of(MemberKind.LAMBDA)],
+    )
+    context = flake_gen.build_context(ws, config, classified, report)
+    return files.with_header(flake_gen.render(context)), classified, context, report
 
 
 def run_init(root: Path, *, check: bool = False, force: bool = False) -> InitResult:
@@ -46,13 +51,8 @@ def run_init(root: Path, *, check: bool = False, force: bool = False) -> InitRes
     ws = workspace.load(root)
     config = config_mod.load(root)
     config_mod.check_against(config, ws)
-    text, classified, context = flake_text(ws, config)
+    text, classified, context, report = flake_text(ws, config)
     kinds = dict(classified.kinds)
-    report = closure_mod.analyse(
-        ws,
-        [ws.crate(n) for n in classified.of(MemberKind.SERVICE)],
-        [ws.crate(n) for n in classified.of(MemberKind.LAMBDA)],
-    )
 
     flake_path = root / FLAKE
     if check:
