@@ -65,7 +65,7 @@ class ChecksContext:
 def _sources(ws: Workspace, name: str, graph: closure_mod.LockGraph) -> tuple[str, ...]:
     """A member's check source: what its tests compile (its dev-dependencies' crates too)."""
     compiled = graph.path_closure(ws.crate(name), dev=True)
-    return tuple(fg._crate_fileset(c, ws) for c in compiled)  # noqa: SLF001 - one rule for every source
+    return fg.crate_filesets(compiled, ws)  # one rule for every source
 
 
 def closure_commands(members: tuple[str, ...], config: Config) -> list[str]:

@@ -191,23 +191,26 @@ def classify(ws: Workspace, config: Config) -> Classified:
     return Classified(kinds=tuple(sorted(kinds)), excluded=tuple(sorted(config.exclude)))
 
 
-# id(ws) -> (ws, {crate path: fileset expression}); every output of a workspace asks for
-# the same crates again, and a 100-member workspace has thousands of (output, crate) pairs.
+# id(ws) -> (ws, {crate name: fileset expression}, crate paths); every output of a workspace asks
+# for the same crates again, and a 100-member workspace has thousands of (output, crate) pairs.
 _FILESETS: dict[int, tuple[Workspace, dict[str, str], list[str]]] = {}
 
 
-def _crate_fileset(crate: Crate, ws: Workspace) -> str:
-    """The crate's directory, minus crates nested inside it (and generated files at the root)."""
+def crate_filesets(crates: Iterable[Crate], ws: Workspace) -> tuple[str, ...]:
+    """Each crate's directory, minus crates nested inside it (and generated files at the root)."""
     cached = _FILESETS.get(id(ws))
     if cached is None or cached[0] is not ws:
         _FILESETS.clear()
         cached = (ws, {}, sorted(c.path.as_posix() for c in ws.crates if c.path.as_posix() != "."))
         _FILESETS[id(ws)] = cached
-    table = cached[1]
-    key = crate.path.as_posix()
-    if key not in table:
-        table[key] = _compute_fileset(crate, ws, cached[2])
-    return table[key]
+    _, table, paths = cached
+    out = []
+    for crate in crates:
+        expr = table.get(crate.name)
+        if expr is None:
+            expr = table[crate.name] = _compute_fileset(crate, ws, paths)
+        out.append(expr)
+    return tuple(out)
 
 
 def _compute_fileset(crate: Crate, ws: Workspace, paths: list[str]) -> str:
@@ -250,7 +253,7 @@ def _cargo_args(name: str, config: Config) -> str:
 
 def _sources(crate: Crate, graph: closure_mod.LockGraph, ws: Workspace) -> tuple[str, ...]:
     """Fileset expressions of the crates a package compiles."""
-    return tuple(_crate_fileset(c, ws) for c in graph.path_closure(crate))
+    return crate_filesets(graph.path_closure(crate), ws)
 
 
 def workspace_stubs(ws: Workspace) -> tuple[str, ...]:

@@ -395,7 +395,7 @@ def _read_crate(
 ) -> Crate:
     crate_dir = os.path.join(root, rel)
     path = PurePosixPath(rel)
-    display = str(path / "Cargo.toml") if rel != "." else "Cargo.toml"
+    display = os.path.join(rel, "Cargo.toml") if rel != "." else "Cargo.toml"
     if manifest is None:
         manifest_file = os.path.join(crate_dir, "Cargo.toml")
         if not os.path.isfile(manifest_file):
