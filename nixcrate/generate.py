@@ -7,7 +7,6 @@ Nothing is written until every file has been rendered and every check has passed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nixcrate import closure as closure_mod
@@ -17,6 +16,8 @@ from nixcrate.errors import NixcrateError, OutOfDate
 from nixcrate.workspace import MemberKind
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from nixcrate.closure import ClosureReport
     from nixcrate.flake_gen import Classified, FlakeContext
 
