@@ -86,7 +86,7 @@ def build(
 ) -> ChecksContext:
     graph = closure_mod.graph_for(ws)
     crates = [ws.crate(n) for n in members]
-    everything = closure_mod.analyse(ws, crates, []).services
+    everything = closure_mod.closure_of(graph, crates)
     chained = service_closure is not None and not config.checks_closure
     extra_env: tuple[tuple[str, str], ...] = ()
     if config.checks_closure:

@@ -214,7 +214,8 @@ def graph_for(ws: Workspace) -> LockGraph:
     return cached[1]
 
 
-def _closure(graph: LockGraph, crates: Iterable[Crate]) -> Closure:
+def closure_of(graph: LockGraph, crates: Iterable[Crate]) -> Closure:
+    """The third-party crates these in-tree crates compile."""
     crates = tuple(crates)
     mask = 0
     for c in crates:
@@ -237,7 +238,7 @@ def analyse(ws: Workspace, services: Iterable[Crate], lambdas: Iterable[Crate]) 
         seen |= mask
     return ClosureReport(
         graph=graph,
-        services=_closure(graph, services),
-        lambdas=_closure(graph, lambdas),
+        services=closure_of(graph, services),
+        lambdas=closure_of(graph, lambdas),
         shared_by_services=graph.keys(shared),
     )
