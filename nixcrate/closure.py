@@ -169,7 +169,7 @@ class LockGraph:
         tree, edges = self._tree_edges()
         top = self._tree_index[crate.name]
         seen: set[int] = set()
-        stack = [top, *edges[top][1]] if dev else [top]
+        stack = [top, *edges[top][1]] if dev else [top]  # dev-deps of this crate only, not of its deps
         while stack:
             i = stack.pop()
             if i not in seen:
