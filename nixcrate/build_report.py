@@ -530,10 +530,10 @@ class BuildTracker:
             state = State.BUILT if valid_now and drv not in self.failed else State.FAILED if drv in self.failed else State.NOT_BUILT
             end = build.end if build.end is not None else run.finished
             if valid_now:
-                # Registration time has 1 s resolution, but it bounds the end of a build
+                # When the outputs became valid (to the second) bounds the end of a build
                 # whose activity nix only stopped on exit.
-                registered = max(infos[p].registration_time for p in paths) + 1.0
-                end = min(end, max(registered, build.start))
+                completed = max(infos[p].completed for p in paths) + 1.0
+                end = min(end, max(completed, build.start))
             seconds = max(0.0, end - build.start)
             log_tail = tuple(build.log) if state is State.FAILED else ()
         elif fetched:

@@ -66,8 +66,8 @@ def build_command(
     if verbose:
         console.err.print(f"nix exited with status {run.returncode}", markup=False)
     tracker = display.planned(run)
-    paths = tracker.paths_to_query()
-    infos = nix.path_info(paths, all_valid=run.returncode == 0 and not run.interrupted)
+    succeeded = run.returncode == 0 and not run.interrupted
+    infos = nix.path_info_after_build(tracker.paths_to_query(), known=display.present_infos(), succeeded=succeeded)
     report = tracker.report(run, infos)
 
     if as_json:
@@ -150,6 +150,7 @@ class _Display:
         self._note = note
         self._held: list[tuple[str, float]] = []
         self._progress: Progress | None = None
+        self._present: nix.PathInfoQuery | None = None
 
     def feed(self, line: str) -> None:
         if self._progress is not None:
@@ -168,16 +169,28 @@ class _Display:
             if self._verbose:
                 self._build.echo()
                 console.err.print(self._note, markup=False)
-            tracker = BuildTracker(self._plan)
+            tracker = BuildTracker(None)
             if self._planner is not None:
-                self._planner.then(tracker.set_plan)
+                self._planner.then(lambda plan: self._set_plan(tracker, plan))
                 self._planner.start()
+            else:
+                assert self._plan is not None
+                self._set_plan(tracker, self._plan)
             live = self._live and console.out.is_terminal and console.err.is_terminal
             self._progress = self._stack.enter_context(Progress(tracker, console.err, live=live))
             held, self._held = self._held, []
             for line, at in held:
                 self._progress.feed(line, at)
         return self._progress.tracker
+
+    def _set_plan(self, tracker: BuildTracker, plan: nix.BuildPlan) -> None:
+        """Give the tracker its plan, and ask the size of what was present while nix builds."""
+        tracker.set_plan(plan)
+        self._present = nix.PathInfoQuery(plan.present_outputs())
+
+    def present_infos(self) -> dict[str, nix.PathInfo]:
+        """What `nix path-info` said, during the build, of the paths present before it."""
+        return self._present.result() if self._present is not None else {}
 
     def planned(self, run: nix.BuildRun) -> BuildTracker:
         """The tracker, with its plan (waiting for the planner if it is still at work)."""

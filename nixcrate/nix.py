@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nixcrate import runner
-from nixcrate.errors import CommandFailed, NixTooOld, UsageError
+from nixcrate.errors import CommandFailed, NixcrateError, NixTooOld, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -71,17 +71,27 @@ class BuildPlan:
 
     def needed(self) -> tuple[str, ...]:
         """The .drvs nix has to realise: walk down from the roots, stopping at valid ones."""
+        return self._walk()[0]
+
+    def present_outputs(self) -> tuple[str, ...]:
+        """The store paths of the valid .drvs that walk meets: what the report shows as present."""
+        return self._walk()[1]
+
+    def _walk(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         seen: set[str] = set()
+        present: set[str] = set()
         stack = list(self.roots)
         while stack:
             drv = stack.pop()
-            if drv in seen or drv in self.valid:
+            if drv in seen:
                 continue
             seen.add(drv)
             known = self.derivations.get(drv)
-            if known is not None:
+            if drv in self.valid:
+                present.update(known.out_paths if known else ())
+            elif known is not None:
                 stack.extend(known.inputs)
-        return tuple(sorted(seen))
+        return tuple(sorted(seen - self.valid)), tuple(sorted(present))
 
     def max_parallel(self) -> int:
         """How many needed builds can run at once: the widest level of the needed graph."""
@@ -106,7 +116,9 @@ class BuildPlan:
 @dataclass(frozen=True, slots=True)
 class PathInfo:
     nar_size: int
-    registration_time: int  # unix seconds, when the path became valid
+    # When the path became valid, to the second: nix's registrationTime, or the inode change
+    # time of a path read from disk (nix resets an output's metadata just before that).
+    completed: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,10 +261,61 @@ def path_info(paths: Sequence[str], *, all_valid: bool = False) -> dict[str, Pat
     except json.JSONDecodeError:
         return {}
     return {
-        e["path"]: PathInfo(int(e.get("narSize", 0)), int(e.get("registrationTime", 0)))
+        e["path"]: PathInfo(int(e.get("narSize", 0)), float(e.get("registrationTime", 0)))
         for e in entries
         if e.get("valid", True) and "narSize" in e
     }
+
+
+# Past this many files in one path, `nix path-info` sizes it faster than a walk does.
+NAR_WALK_MAX_ENTRIES = 2000
+
+
+def path_info_after_build(paths: Sequence[str], *, known: Mapping[str, PathInfo], succeeded: bool) -> dict[str, PathInfo]:
+    """`path_info(paths)` right after `nix build` exited, without starting nix when it can.
+
+    `known`: what a query made during the build found (`PathInfoQuery`: the paths that were
+    valid before it). After a build that succeeded, every other path here was just built or
+    fetched and nix removed any stale copy first, so the paths on disk are the valid ones:
+    small ones are sized from their files (`nar.nar_size`). Big ones, and after a failed
+    build all of them, go to `nix path-info`.
+    """
+    from nixcrate import nar  # noqa: PLC0415 - only after the build
+
+    infos = {p: known[p] for p in paths if p in known}
+    rest = [p for p in paths if p not in known]
+    if not succeeded:
+        return infos | path_info(rest)
+    slow = []
+    for path in rest:
+        try:
+            size = nar.nar_size(path, max_entries=NAR_WALK_MAX_ENTRIES)
+            infos[path] = PathInfo(size, os.lstat(path).st_ctime)
+        except FileNotFoundError:  # an output no one asked for (a substituted path's other outputs)
+            continue
+        except (nar.TooManyFiles, OSError, ValueError):
+            slow.append(path)
+    return infos | path_info(slow, all_valid=True)
+
+
+class PathInfoQuery:
+    """`path_info(paths)` in a thread, started now: the sizes of the paths already valid,
+    asked while nix builds. `result()` is {} when the query failed (the caller asks again)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self._infos: dict[str, PathInfo] = {}
+        self._thread = threading.Thread(target=self._run, args=(list(paths),), name="nixcrate-path-info", daemon=True)
+        self._thread.start()
+
+    def _run(self, paths: list[str]) -> None:
+        try:
+            self._infos = path_info(paths, all_valid=True)
+        except NixcrateError:  # Nix gone, or Ctrl-C reached it: the report asks again
+            pass
+
+    def result(self) -> dict[str, PathInfo]:
+        self._thread.join()
+        return self._infos
 
 
 def plan_build(flake: str, requested: Sequence[str]) -> BuildPlan:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nixcrate import runner
+from nixcrate import nix, runner
 from nixcrate.cli_build import build_command
 from nixcrate.errors import BuildFailed, NixTooOld, ToolNotFound, UsageError
 
@@ -68,7 +68,11 @@ class FakeCraneFlake:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         outputs = ["deployCargoArtifacts = deps;"]
-        outputs += [f'{s} = mk "{s}-0.1.0" [deps] "mkdir $out; echo {s} > $out/bin";' for s in services]
+        # A service's output has what a real one has: a directory, an executable, a symlink.
+        outputs += [
+            f'{s} = mk "{s}-0.1.0" [deps] "mkdir -p $out/bin; echo {s} > $out/bin/{s}; chmod +x $out/bin/{s}; ln -s bin/{s} $out/main";'
+            for s in services
+        ]
         outputs += [
             f'deploy-lambda-{h} = mk "{h}-0.1.0" [deps] "mkdir $out; echo zip > $out/bootstrap.zip";' for h in lambdas
         ]
@@ -133,6 +137,14 @@ def states(doc: dict) -> dict[str, str]:
     return {d["name"]: d["state"] for d in doc["derivations"]}
 
 
+def assert_sizes_are_nix_nar_sizes(doc: dict) -> None:
+    """Each derivation's size is what `nix path-info` says of its outputs (narSize)."""
+    for item in doc["derivations"]:
+        outputs = runner.run(["nix-store", "--query", "--outputs", item["drv"]]).stdout.split()
+        infos = json.loads(runner.run(["nix", "path-info", "--json", *outputs]).stdout)
+        assert item["size"] == sum(i["narSize"] for i in infos), item
+
+
 def test_built_then_present_then_fetched_from_cache(store: Path, system: str, request: pytest.FixtureRequest) -> None:
     flake = FakeCraneFlake(store / "flake", system, salt_of(request))
 
@@ -148,6 +160,7 @@ def test_built_then_present_then_fetched_from_cache(store: Path, system: str, re
     }
     assert [d["group"] for d in first["derivations"]][0] == "source"  # vendoring listed apart, first
     assert first["summary"]["cache_reuse"] == 0
+    assert_sizes_are_nix_nar_sizes(first)
     assert first["summary"]["deps_closure_reused"] is False
     outputs = {o["output"]: o for o in first["outputs"]}
     assert sorted(outputs) == ["api", "billing", "deploy-lambda-ingest", "worker"]  # no deployCargoArtifacts
@@ -158,6 +171,7 @@ def test_built_then_present_then_fetched_from_cache(store: Path, system: str, re
     assert code == 0
     assert set(states(second).values()) == {"present"}
     assert second["summary"]["cache_reuse"] == 1
+    assert_sizes_are_nix_nar_sizes(second)
 
     cache = f"file://{store}/binary-cache"
     paths = [o["path"] for o in first["outputs"]]
@@ -169,7 +183,16 @@ def test_built_then_present_then_fetched_from_cache(store: Path, system: str, re
     assert states(third) == dict.fromkeys(["api-0.1.0", "billing-0.1.0", "ingest-0.1.0", "worker-0.1.0"], "fetched")
     assert {d["cache"] for d in third["derivations"]} == {cache}
     assert third["summary"]["fetched_from"] == {cache: 4}
-    assert all(d["size"] > 0 for d in third["derivations"])
+    assert_sizes_are_nix_nar_sizes(third)
+
+
+def test_outputs_too_big_to_walk_are_sized_by_nix(store: Path, system: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nix, "NAR_WALK_MAX_ENTRIES", 1)  # every service output has 4 entries
+    flake = FakeCraneFlake(store / "flake", system, salt_of(request), lambdas=())
+    code, doc, err = build("--flake", str(flake.root))
+    assert code == 0, err
+    assert set(states(doc).values()) == {"built"}
+    assert_sizes_are_nix_nar_sizes(doc)
 
 
 def test_one_service_reuses_the_deps_closure(store: Path, system: str, request: pytest.FixtureRequest) -> None:
