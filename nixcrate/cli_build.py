@@ -67,7 +67,7 @@ def build_command(
         console.err.print(f"nix exited with status {run.returncode}", markup=False)
     tracker = display.planned(run)
     succeeded = run.returncode == 0 and not run.interrupted
-    infos = nix.path_info_after_build(tracker.paths_to_query(), known=display.present_infos(), succeeded=succeeded)
+    infos = nix.path_info_after_build(tracker.paths_to_query(), known=display.present_infos(), succeeded=succeeded, settings=tracker.plan.settings)
     report = tracker.report(run, infos)
 
     if as_json:
@@ -107,9 +107,9 @@ def _start(
         threads = cores or max(1, machine // max_jobs)
         argv = nix.build_argv(flake, sorted(set(outputs)), max_jobs=max_jobs, cores=threads, low_priority=low_priority, extra=extra)
         build = nix.RunningBuild(argv)
-        planner = nix.BackgroundPlan(flake, outputs, on_error=build.stop)
+        planner = nix.BackgroundPlan(flake, outputs, extra, on_error=build.stop)
         return build, None, planner, f"--max-jobs {max_jobs} --cores {threads} on {machine} cores; planning during the build"
-    plan = nix.plan_build(flake, outputs)
+    plan = nix.plan_build(flake, outputs, extra)
     auto_jobs, _ = nix.parallelism(machine, plan.max_parallel())
     jobs = max_jobs or auto_jobs
     threads = cores or max(1, machine // jobs)
@@ -186,7 +186,7 @@ class _Display:
     def _set_plan(self, tracker: BuildTracker, plan: nix.BuildPlan) -> None:
         """Give the tracker its plan, and ask the size of what was present while nix builds."""
         tracker.set_plan(plan)
-        self._present = nix.PathInfoQuery(plan.present_outputs())
+        self._present = nix.PathInfoQuery(plan.present_outputs(), plan.settings)
 
     def present_infos(self) -> dict[str, nix.PathInfo]:
         """What `nix path-info` said, during the build, of the paths present before it."""

@@ -34,14 +34,14 @@ _DIRECTORY = _OPEN_TYPE + _field(len(b"directory")) + _CLOSE
 _ENTRY = _field(len(b"entry")) + _field(1) + _field(len(b"name")) + _field(len(b"node")) + _CLOSE
 
 
-class TooManyFiles(Exception):
+class TooManyFilesError(Exception):
     """The tree holds more entries than the caller wants to walk."""
 
 
 def nar_size(path: str | os.PathLike[str], *, max_entries: int | None = None) -> int:
     """`nix path-info`'s narSize of `path` (any path, in a store or not).
 
-    Raises FileNotFoundError when it does not exist and TooManyFiles past max_entries
+    Raises FileNotFoundError when it does not exist and TooManyFilesError past max_entries
     files, directories and symlinks: a big tree is walked faster by nix itself.
     """
     root = os.fsencode(path)
@@ -53,7 +53,7 @@ def nar_size(path: str | os.PathLike[str], *, max_entries: int | None = None) ->
         if left is not None:
             left -= 1
             if left < 0:
-                raise TooManyFiles(os.fsdecode(root))
+                raise TooManyFilesError(os.fsdecode(root))
         if stat.S_ISDIR(st.st_mode):
             size += _DIRECTORY
             with os.scandir(where) as entries:

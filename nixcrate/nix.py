@@ -14,6 +14,7 @@ events first (see `BuildTracker.was_present`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,6 +37,52 @@ MIN_VERSION = (2, 8)
 CLOSURE_SUFFIX = "CargoArtifacts"
 WORK = (105, 108)  # build_report.ActivityType BUILD and SUBSTITUTE, without importing the report
 FLAKES_FIX = "add 'experimental-features = nix-command flakes' to ~/.config/nix/nix.conf (or to NIX_CONFIG)"
+
+
+# Flags of `nix build` that change what the flake evaluates to, and flags that change nix's
+# settings (the store, the system...), with the number of arguments each takes. The
+# plan's queries get them too: without them they would plan other derivations than the
+# ones nix builds (`-- --impure`, `-- --override-input nixpkgs ...`).
+_FLAKE_FLAGS = {
+    "--impure": 0,
+    "--override-input": 2,
+    "--update-input": 1,
+    "--inputs-from": 1,
+    "--no-update-lock-file": 0,
+    "--no-write-lock-file": 0,
+    "--recreate-lock-file": 0,
+    "--arg": 2,
+    "--argstr": 2,
+    "--include": 1,
+    "-I": 1,
+}
+_SETTING_FLAGS = {"--option": 2, "--store": 1, "--eval-store": 1, "--system": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class QueryArgs:
+    """What of `nix build`'s extra arguments the plan's queries take too."""
+
+    evaluation: tuple[str, ...] = ()  # for `nix eval`: flake and settings flags
+    settings: tuple[str, ...] = ()  # for store queries: settings flags only
+
+    @classmethod
+    def of(cls, extra: Sequence[str]) -> QueryArgs:
+        evaluation: list[str] = []
+        settings: list[str] = []
+        n = 0
+        while n < len(extra):
+            flag = extra[n]
+            arity = _FLAKE_FLAGS.get(flag, _SETTING_FLAGS.get(flag))
+            if arity is None:  # a build-only flag (--rebuild, --keep-going...) or its argument
+                n += 1
+                continue
+            taken = list(extra[n : n + 1 + arity])
+            evaluation += taken
+            if flag in _SETTING_FLAGS:
+                settings += taken
+            n += 1 + arity
+        return cls(tuple(evaluation), tuple(settings))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +111,7 @@ class BuildPlan:
     outputs: tuple[tuple[str, str], ...]  # (output name, .drv path), sorted by name
     derivations: Mapping[str, Derivation]  # every .drv in the closure, by path
     valid: frozenset[str]  # .drv paths whose outputs were all in the store before the build
+    settings: tuple[str, ...] = ()  # nix settings flags the build was given (QueryArgs.settings)
 
     @property
     def roots(self) -> tuple[str, ...]:
@@ -168,10 +216,11 @@ def current_system() -> str:
     return system
 
 
-def version_and_system() -> tuple[tuple[int, ...], str]:
+def version_and_system(args: QueryArgs | None = None) -> tuple[tuple[int, ...], str]:
     """Nix's version and system in one `nix eval` (each nix start costs ~30 ms)."""
+    extra = args.evaluation if args else ()
     try:
-        found = _nix_json(["nix", "eval", "--json", "--impure", "--expr", "[ builtins.nixVersion builtins.currentSystem ]"])
+        found = _nix_json(["nix", "eval", "--json", "--impure", *extra, "--expr", "[ builtins.nixVersion builtins.currentSystem ]"])
     except (CommandFailed, ValueError):
         check_version()  # a Nix too old for `nix eval --expr` is named by its version
         raise
@@ -180,7 +229,7 @@ def version_and_system() -> tuple[tuple[int, ...], str]:
     return parse_version(str(found[0])), str(found[1])
 
 
-def flake_outputs(flake: str, system: str, wanted: Sequence[str] = ()) -> dict[str, str | None]:
+def flake_outputs(flake: str, system: str, wanted: Sequence[str] = (), args: QueryArgs | None = None) -> dict[str, str | None]:
     """Output name -> .drv path of `packages.<system>`; with `wanted`, only those outputs are
     evaluated (the others map to None), as evaluating a crane package is not free."""
     attr = f"{flake}#packages.{system}"
@@ -191,7 +240,7 @@ def flake_outputs(flake: str, system: str, wanted: Sequence[str] = ()) -> dict[s
         else f'lib: builtins.removeAttrs lib (builtins.filter (n: builtins.match ".*{CLOSURE_SUFFIX}" n != null) (builtins.attrNames lib))'
     )
     apply = f"ps: {{ names = builtins.attrNames ps; drvs = builtins.mapAttrs (n: p: p.drvPath) (({pick}) ps); }}"
-    found = _nix_json(["nix", "eval", "--json", attr, "--apply", apply])
+    found = _nix_json(["nix", "eval", "--json", *(args.evaluation if args else ()), attr, "--apply", apply])
     assert isinstance(found, dict)
     drvs = found["drvs"]
     return {str(n): drvs.get(n) for n in found["names"]}
@@ -233,37 +282,35 @@ def parse_derivations(shown: Mapping[str, object]) -> dict[str, Derivation]:
     return result
 
 
-def show_derivations(drv_paths: Sequence[str]) -> dict[str, Derivation]:
-    shown = _nix_json(["nix", "show-derivation", "-r", *drv_paths])
+def show_derivations(drv_paths: Sequence[str], settings: Sequence[str] = ()) -> dict[str, Derivation]:
+    shown = _nix_json(["nix", "show-derivation", *settings, "-r", *drv_paths])
     assert isinstance(shown, dict)
     return parse_derivations(shown)
 
 
-def invalid_paths(paths: Sequence[str]) -> frozenset[str]:
+def invalid_paths(paths: Sequence[str], settings: Sequence[str] = ()) -> frozenset[str]:
     """The store paths among `paths` that are not valid (not in the store)."""
     if not paths:
         return frozenset()
-    proc = runner.run(["nix-store", "--check-validity", "--print-invalid", *paths])
+    proc = runner.run(["nix-store", "--check-validity", "--print-invalid", *settings, *paths])
     return frozenset(proc.stdout.split())
 
 
-def path_info(paths: Sequence[str], *, all_valid: bool = False) -> dict[str, PathInfo]:
+def path_info(paths: Sequence[str], *, all_valid: bool = False, settings: Sequence[str] = ()) -> dict[str, PathInfo]:
     """Size and registration time of the valid store paths among `paths`."""
     if not all_valid:
         # path-info would query the substituters for an invalid path: leave those out first.
-        invalid = invalid_paths(paths)
+        invalid = invalid_paths(paths, settings)
         paths = [p for p in paths if p not in invalid]
     if not paths:
         return {}
-    proc = runner.run(["nix", "path-info", "--json", *paths], check=False)
+    proc = runner.run(["nix", "path-info", "--json", *settings, *paths], check=False)
     try:
         entries = json.loads(proc.stdout or "[]")
     except json.JSONDecodeError:
         return {}
     return {
-        e["path"]: PathInfo(int(e.get("narSize", 0)), float(e.get("registrationTime", 0)))
-        for e in entries
-        if e.get("valid", True) and "narSize" in e
+        e["path"]: PathInfo(int(e.get("narSize", 0)), float(e.get("registrationTime", 0))) for e in entries if e.get("valid", True) and "narSize" in e
     }
 
 
@@ -271,7 +318,9 @@ def path_info(paths: Sequence[str], *, all_valid: bool = False) -> dict[str, Pat
 NAR_WALK_MAX_ENTRIES = 2000
 
 
-def path_info_after_build(paths: Sequence[str], *, known: Mapping[str, PathInfo], succeeded: bool) -> dict[str, PathInfo]:
+def path_info_after_build(
+    paths: Sequence[str], *, known: Mapping[str, PathInfo], succeeded: bool, settings: Sequence[str] = ()
+) -> dict[str, PathInfo]:
     """`path_info(paths)` right after `nix build` exited, without starting nix when it can.
 
     `known`: what a query made during the build found (`PathInfoQuery`: the paths that were
@@ -285,7 +334,7 @@ def path_info_after_build(paths: Sequence[str], *, known: Mapping[str, PathInfo]
     infos = {p: known[p] for p in paths if p in known}
     rest = [p for p in paths if p not in known]
     if not succeeded:
-        return infos | path_info(rest)
+        return infos | path_info(rest, settings=settings)
     slow = []
     for path in rest:
         try:
@@ -293,43 +342,41 @@ def path_info_after_build(paths: Sequence[str], *, known: Mapping[str, PathInfo]
             infos[path] = PathInfo(size, os.lstat(path).st_ctime)
         except FileNotFoundError:  # an output no one asked for (a substituted path's other outputs)
             continue
-        except (nar.TooManyFiles, OSError, ValueError):
+        except (nar.TooManyFilesError, OSError, ValueError):
             slow.append(path)
-    return infos | path_info(slow, all_valid=True)
+    return infos | path_info(slow, all_valid=True, settings=settings)
 
 
 class PathInfoQuery:
     """`path_info(paths)` in a thread, started now: the sizes of the paths already valid,
     asked while nix builds. `result()` is {} when the query failed (the caller asks again)."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(self, paths: Sequence[str], settings: Sequence[str] = ()) -> None:
         self._infos: dict[str, PathInfo] = {}
-        self._thread = threading.Thread(target=self._run, args=(list(paths),), name="nixcrate-path-info", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(list(paths), settings), name="nixcrate-path-info", daemon=True)
         self._thread.start()
 
-    def _run(self, paths: list[str]) -> None:
-        try:
-            self._infos = path_info(paths, all_valid=True)
-        except NixcrateError:  # Nix gone, or Ctrl-C reached it: the report asks again
-            pass
+    def _run(self, paths: list[str], settings: Sequence[str]) -> None:
+        with contextlib.suppress(NixcrateError):  # Nix gone, or Ctrl-C reached it: the report asks again
+            self._infos = path_info(paths, all_valid=True, settings=settings)
 
     def result(self) -> dict[str, PathInfo]:
         self._thread.join()
         return self._infos
 
 
-def plan_build(flake: str, requested: Sequence[str]) -> BuildPlan:
-    _, system = version_and_system()
-    available = flake_outputs(flake, system, requested)
+def plan_build(flake: str, requested: Sequence[str], extra: Sequence[str] = ()) -> BuildPlan:
+    """`extra`: the arguments `nix build` gets after `--` (the plan uses those it needs)."""
+    args = QueryArgs.of(extra)
+    _, system = version_and_system(args)
+    available = flake_outputs(flake, system, requested, args)
     chosen = select_outputs(available, requested)
     outputs = tuple((name, str(available[name])) for name in chosen)
-    derivations = show_derivations(sorted({drv for _, drv in outputs}))
+    derivations = show_derivations(sorted({drv for _, drv in outputs}), args.settings)
     all_outputs = sorted({p for d in derivations.values() for p in d.out_paths})
-    invalid = invalid_paths(all_outputs)
-    valid = frozenset(
-        d.drv_path for d in derivations.values() if d.outputs and not any(p in invalid for p in d.out_paths)
-    )
-    return BuildPlan(flake=flake, system=system, outputs=outputs, derivations=derivations, valid=valid)
+    invalid = invalid_paths(all_outputs, args.settings)
+    valid = frozenset(d.drv_path for d in derivations.values() if d.outputs and not any(p in invalid for p in d.out_paths))
+    return BuildPlan(flake=flake, system=system, outputs=outputs, derivations=derivations, valid=valid, settings=args.settings)
 
 
 def available_cores() -> int:
@@ -355,15 +402,7 @@ def installable(flake: str, output: str) -> str:
     return f"{flake}#{json.dumps(output) if '.' in output else output}"
 
 
-def build_argv(
-    flake: str,
-    outputs: Iterable[str],
-    *,
-    max_jobs: int,
-    cores: int,
-    low_priority: bool,
-    extra: Sequence[str] = (),
-) -> list[str]:
+def build_argv(flake: str, outputs: Iterable[str], *, max_jobs: int, cores: int, low_priority: bool, extra: Sequence[str] = ()) -> list[str]:
     argv = ["nix", "build", "--log-format", "internal-json", "-v", "--no-link", "--json"]
     argv += ["--max-jobs", str(max_jobs), "--cores", str(cores)]
     argv += [installable(flake, name) for name in outputs]
@@ -437,12 +476,12 @@ class BackgroundPlan:
     the error in the caller's thread. `then(f)` calls f(plan) once the plan is made.
     """
 
-    def __init__(self, flake: str, requested: Sequence[str], *, on_error: Callable[[], None]) -> None:
+    def __init__(self, flake: str, requested: Sequence[str], extra: Sequence[str] = (), *, on_error: Callable[[], None]) -> None:
         self._plan: BuildPlan | None = None
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._waiting: Callable[[BuildPlan], None] | None = None
-        self._thread = threading.Thread(target=self._run, args=(flake, requested, on_error), name="nixcrate-plan", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(flake, requested, extra, on_error), name="nixcrate-plan", daemon=True)
 
     def start(self) -> None:
         """Start planning (once)."""
@@ -450,9 +489,9 @@ class BackgroundPlan:
             if self._thread.ident is None:
                 self._thread.start()
 
-    def _run(self, flake: str, requested: Sequence[str], on_error: Callable[[], None]) -> None:
+    def _run(self, flake: str, requested: Sequence[str], extra: Sequence[str], on_error: Callable[[], None]) -> None:
         try:
-            plan = plan_build(flake, requested)
+            plan = plan_build(flake, requested, extra)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread by result()
             self._error = exc
             on_error()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nixcrate.nar import TooManyFiles, nar_size
+from nixcrate.nar import TooManyFilesError, nar_size
 
 
 def dumped(path: Path) -> int:
@@ -70,7 +70,7 @@ def test_a_walk_stops_past_its_entry_limit(tmp_path: Path) -> None:
     for n in range(5):
         (tmp_path / f"f{n}").write_text("x")
     assert nar_size(tmp_path, max_entries=6) == dumped(tmp_path)  # the directory and 5 files
-    with pytest.raises(TooManyFiles):
+    with pytest.raises(TooManyFilesError):
         nar_size(tmp_path, max_entries=5)
 
 

@@ -195,6 +195,39 @@ def test_outputs_too_big_to_walk_are_sized_by_nix(store: Path, system: str, requ
     assert_sizes_are_nix_nar_sizes(doc)
 
 
+@pytest.mark.parametrize("max_jobs", [(), ("--max-jobs", "2")], ids=["plan-first", "plan-during-build"])
+def test_nix_args_that_change_the_evaluation_reach_the_plan(
+    store: Path, system: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, max_jobs: tuple[str, ...]
+) -> None:
+    """`-- --impure` (or --override-input...) changes which derivations nix builds: the plan
+    must read the same ones, or the report would call them all 'not built'."""
+    monkeypatch.setenv("NIXCRATE_TEST_SALT", salt_of(request))
+    root = store / "flake"
+    root.mkdir()
+    (root / "flake.nix").write_text(
+        f"""{{
+  outputs = {{ self }}: {{
+    packages.{system}.api = derivation {{
+      name = "api-0.1.0";
+      system = "{system}";
+      builder = "/bin/sh";
+      args = [ "-c" "echo > $out" ];
+      salt = builtins.getEnv "NIXCRATE_TEST_SALT"; # "" unless --impure
+    }};
+  }};
+}}
+"""
+    )
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    code, doc, err = build("--flake", str(root), *max_jobs, "api", "--", "--impure")
+    assert code == 0, err
+    assert states(doc) == {"api-0.1.0": "built"}
+    (drv,) = [d["drv"] for d in doc["derivations"]]
+    shown = json.loads(runner.run(["nix", "show-derivation", drv]).stdout)
+    assert shown[drv]["env"]["salt"] == os.environ["NIXCRATE_TEST_SALT"]  # the impure one
+
+
 def test_one_service_reuses_the_deps_closure(store: Path, system: str, request: pytest.FixtureRequest) -> None:
     flake = FakeCraneFlake(store / "flake", system, salt_of(request))
     code, closure, _ = build("--flake", str(flake.root), "deployCargoArtifacts")
@@ -325,3 +358,10 @@ def test_ctrl_c_stops_nix_and_exits_130(store: Path, system: str, request: pytes
     time.sleep(0.2)
     with pytest.raises(ProcessLookupError):
         os.kill(builder, 0)  # nix took its builder down with it
+
+
+def test_query_args_keep_evaluation_and_settings_flags_with_their_arguments() -> None:
+    extra = ["--rebuild", "--override-input", "nixpkgs", "path:/x", "--keep-going", "--option", "substituters", "file:///c", "--impure", "-L"]
+    args = nix.QueryArgs.of(extra)
+    assert args.evaluation == ("--override-input", "nixpkgs", "path:/x", "--option", "substituters", "file:///c", "--impure")
+    assert args.settings == ("--option", "substituters", "file:///c")
