@@ -5,7 +5,8 @@
 A private store, a flake of plain derivations shaped like a generated one (a deps
 closure, then four services on it, each sleeping --seconds). Every round builds a fresh
 salt with raw `nix build` and another with `nixcrate build`, alternating which goes
-first, with the same --max-jobs/--cores. Report latency: from nixcrate's "nix exited"
+first, with the same --max-jobs/--cores; nixcrate is the installed console script, a fresh
+process each time, as users run it. Report latency: from nixcrate's "nix exited"
 line (-v) to nixcrate's own exit, measured from outside.
 
 The two builds of a round run back to back, so their difference is also given per round
@@ -59,9 +60,17 @@ def raw_nix(flake: Path, salt: str, jobs: int, cores: int) -> float:
     return time.perf_counter() - start
 
 
-def nixcrate(flake: Path, salt: str, jobs: int, cores: int) -> tuple[float, float]:
-    argv = [sys.executable, "-m", "nixcrate.cli_build", "--flake", str(flake), "--json", "-v"]
-    argv += ["--max-jobs", str(jobs), "--cores", str(cores), *[f"{s}-{salt}" for s in SERVICES]]
+def nixcrate_argv() -> list[str]:
+    """The installed console script, as users run it (else the module)."""
+    script = Path(sys.executable).parent / "nixcrate"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "nixcrate.cli"]
+
+
+def nixcrate(flake: Path, salt: str, jobs: int, cores: int, *, plan_first: bool) -> tuple[float, float]:
+    argv = [*nixcrate_argv(), "build", "--flake", str(flake), "--json", "-v"]
+    if not plan_first:  # else nixcrate picks them (the same numbers) from its plan
+        argv += ["--max-jobs", str(jobs), "--cores", str(cores)]
+    argv += [f"{s}-{salt}" for s in SERVICES]
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
@@ -81,6 +90,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0, help="sleep of each derivation")
+    parser.add_argument(
+        "--plan-first",
+        action="store_true",
+        help="no --max-jobs for nixcrate: its default parallelism, planned before nix starts (raw nix gets the same numbers)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="nixcrate-bench-") as tmp:
@@ -97,10 +111,15 @@ def main() -> None:
         flake = root / "flake"
         write_flake(flake, system, salts, args.seconds)
         jobs, cores = 4, max(1, (os.cpu_count() or 1) // 4)
+        if args.plan_first:
+            sys.path.insert(0, str(REPO))
+            from nixcrate.nix import available_cores, parallelism  # noqa: PLC0415
+
+            jobs, cores = parallelism(available_cores(), len(SERVICES))
 
         # Warm-up round (not counted): the flake's source copy, nix's eval cache, Python imports.
         raw_nix(flake, salts[0], jobs, cores)
-        nixcrate(flake, salts[1], jobs, cores)
+        nixcrate(flake, salts[1], jobs, cores, plan_first=args.plan_first)
 
         raws: list[float] = []
         ours: list[float] = []
@@ -109,9 +128,9 @@ def main() -> None:
             raw_salt, nc_salt = salts[2 * n], salts[2 * n + 1]
             if n % 2:
                 raws.append(raw_nix(flake, raw_salt, jobs, cores))
-                wall, latency = nixcrate(flake, nc_salt, jobs, cores)
+                wall, latency = nixcrate(flake, nc_salt, jobs, cores, plan_first=args.plan_first)
             else:
-                wall, latency = nixcrate(flake, nc_salt, jobs, cores)
+                wall, latency = nixcrate(flake, nc_salt, jobs, cores, plan_first=args.plan_first)
                 raws.append(raw_nix(flake, raw_salt, jobs, cores))
             ours.append(wall)
             latencies.append(latency)
@@ -121,7 +140,7 @@ def main() -> None:
         overhead = (our_med - raw_med) / raw_med
         paired = sorted(o - r for o, r in zip(ours, raws, strict=True))
         q1, _, q3 = statistics.quantiles(paired, n=4) if len(paired) > 1 else (paired[0],) * 3
-        print(f"derivations: 5 a round (1 deps closure + {len(SERVICES)} services, {args.seconds} s each), --max-jobs {jobs} --cores {cores}")
+        print(f"derivations: 5 a round (1 deps closure + {len(SERVICES)} services, {args.seconds} s each), --max-jobs {jobs} --cores {cores}" + (" (nixcrate's default, planned first)" if args.plan_first else ""))
         print(f"median wall: nix build {raw_med:.3f} s, nixcrate build {our_med:.3f} s")
         print(f"overhead: {our_med - raw_med:+.3f} s = {overhead:+.1%} of wall time (goal <= 3%)")
         print(f"per round: median {statistics.median(paired):+.3f} s = {statistics.median(paired) / raw_med:+.1%}, quartiles {q1:+.3f} s .. {q3:+.3f} s")
