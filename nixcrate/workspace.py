@@ -605,6 +605,12 @@ def load(root: Path) -> Workspace:
         dep_dir = str(dep.path)
         if dep_dir in crates:
             continue
+        if dep_dir.startswith("/"):
+            owner = next(c for c in crates.values() if dep in c.deps)
+            raise WorkspaceError(
+                f"{owner.manifest}: path dependency '{dep.name}' has an absolute path ({dep.path}): the flake builds a copy of "
+                "the workspace in the Nix store, where that path does not exist: write it relative to the manifest's directory"
+            )
         if _outside(dep_dir):
             owner = next(c for c in crates.values() if dep in c.deps)
             raise WorkspaceError(

@@ -166,6 +166,9 @@ CASES: dict[str, Case] = {
     "path-dependency-outside-root": Case(
         {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'shared = { path = "../../../shared" }\n'}
     ),
+    "path-dependency-absolute": Case(
+        {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'shared = { path = "/usr/share/cargo/registry/itoa" }\n'}
+    ),
     "path-dependency-without-manifest": Case(
         {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'util = { path = "../util" }\n'}
     ),
