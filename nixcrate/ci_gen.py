@@ -332,8 +332,10 @@ def build_context(
     if flake.services and flake.service_closure is not None:
         closure = flake.service_closure.attr
         warm.append(WarmJob("warm-services", f"warm {closure}", closure))
-        entries = tuple(MatrixEntry(o.name) for o in sorted(flake.services, key=lambda o: o.name))
-        jobs.append(BuildJob("services", "service", "warm-services", handler=False, entries=entries))
+        # A standalone library's package holds no bin/ to upload: its checks cover it.
+        entries = tuple(MatrixEntry(o.name) for o in sorted(flake.services, key=lambda o: o.name) if o.has_bins)
+        if entries:
+            jobs.append(BuildJob("services", "service", "warm-services", handler=False, entries=entries))
     if flake.lambdas and flake.lambda_closure is not None:
         closure = flake.lambda_closure.attr
         warm.append(WarmJob("warm-handlers", f"warm {closure}", closure))

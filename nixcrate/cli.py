@@ -158,9 +158,9 @@ def _print_init(result: InitResult, *, check: bool) -> None:
     table.add_column("members", justify="right")
     table.add_column("outputs")
     outputs = {
-        MemberKind.SERVICE: [o.name for o in result.context.services],
+        MemberKind.SERVICE: [o.name for o in result.context.services if o.has_bins],
         MemberKind.LAMBDA: [o.name for o in result.context.lambdas],
-        MemberKind.LIBRARY: [],
+        MemberKind.LIBRARY: [o.name for o in result.context.services if not o.has_bins],  # standalone ones
     }
     for kind in (MemberKind.SERVICE, MemberKind.LAMBDA, MemberKind.LIBRARY):
         names = result.classified.of(kind)

@@ -105,6 +105,7 @@ class Output:
     member: str
     cargo_args: str = ""  # cargoExtraArgs, unrendered: what crane passes to cargo
     comment: str = ""
+    has_bins: bool = True  # False for a standalone library's package (an empty $out)
     # Lambda handlers only
     build_command: str = ""
     install_shell: str = ""
@@ -166,9 +167,17 @@ class Classified:
 
     kinds: tuple[tuple[str, MemberKind], ...]
     excluded: tuple[str, ...]
+    # Libraries no crate of the workspace depends on: nothing else compiles them, so they get
+    # a package of their own on the services' closure (see packaged()).
+    standalone: tuple[str, ...] = ()
 
     def of(self, kind: MemberKind) -> tuple[str, ...]:
         return tuple(n for n, k in self.kinds if k is kind)
+
+    def packaged(self) -> tuple[str, ...]:
+        """Members built by one buildPackage each on the services' closure: the services and
+        the standalone libraries (so CI compiles them, and an edit to one rebuilds it alone)."""
+        return tuple(sorted((*self.of(MemberKind.SERVICE), *self.standalone)))
 
     def of_any(self) -> tuple[str, ...]:
         """Every member left in the flake, libraries included (sorted)."""
@@ -177,6 +186,8 @@ class Classified:
 
 def classify(ws: Workspace, config: Config) -> Classified:
     kinds = []
+    standalone = []
+    depended_on = {d.name for c in ws.crates for d in c.deps if d.path is not None}
     for crate in ws.members:
         if crate.name in config.exclude:
             continue
@@ -188,7 +199,10 @@ def classify(ws: Workspace, config: Config) -> Classified:
                 "add src/main.rs or a [[bin]], or remove the override"
             )
         kinds.append((crate.name, kind))
-    return Classified(kinds=tuple(sorted(kinds)), excluded=tuple(sorted(config.exclude)))
+        # `kind = "library"` set by hand on a crate with bins asks for no output: respected.
+        if kind is MemberKind.LIBRARY and override is None and crate.name not in depended_on:
+            standalone.append(crate.name)
+    return Classified(kinds=tuple(sorted(kinds)), excluded=tuple(sorted(config.exclude)), standalone=tuple(sorted(standalone)))
 
 
 # id(ws) -> (ws, {crate name: fileset expression}, crate paths); every output of a workspace asks
@@ -276,6 +290,10 @@ def _service_outputs(ws: Workspace, names: tuple[str, ...], config: Config, grap
         crate = ws.crate(name)
         filesets = _sources(crate, graph, ws)
         bins = ", ".join(b.name for b in crate.bins)
+        if not crate.bins:
+            comment = f"{crate.manifest}: a library no crate of the workspace depends on, built on its own"
+        else:
+            comment = f"{crate.manifest}: bin {bins}" if len(crate.bins) > 1 else ""
         outs.append(
             Output(
                 attr=nix_attr(name),
@@ -285,7 +303,8 @@ def _service_outputs(ws: Workspace, names: tuple[str, ...], config: Config, grap
                 crates=filesets + _extra_src(name, config),
                 member=name,
                 cargo_args=_cargo_args(name, config),
-                comment=f"{crate.manifest}: bin {bins}" if len(crate.bins) > 1 else "",
+                comment=comment,
+                has_bins=bool(crate.bins),
             )
         )
     return tuple(outs)
@@ -445,9 +464,9 @@ def build_context(
     """report: closure_mod.analyse of the classified services and handlers, when the caller has it."""
     classified = classified or classify(ws, config)
     graph = closure_mod.graph_for(ws)
-    services = classified.of(MemberKind.SERVICE)
+    services = classified.packaged()
     handlers = classified.of(MemberKind.LAMBDA)
-    if not services and not handlers:
+    if not classified.of(MemberKind.SERVICE) and not handlers:
         raise WorkspaceError(
             "Cargo.toml: no member builds a service or a Lambda handler (none has a bin target): "
             "add one, or set members.<name>.kind in nixcrate.toml"

@@ -40,7 +40,7 @@ def flake_text(ws: workspace.Workspace, config: config_mod.Config) -> tuple[str,
     classified = flake_gen.classify(ws, config)
     report = closure_mod.analyse(
         ws,
-        [ws.crate(n) for n in classified.of(MemberKind.SERVICE)],
+        [ws.crate(n) for n in classified.packaged()],
         [ws.crate(n) for n in classified.of(MemberKind.LAMBDA)],
     )
     context = flake_gen.build_context(ws, config, classified, report)

@@ -248,7 +248,9 @@ def write_files(root: Path, files: dict[str, str | bytes]) -> None:
 
 def expected_outputs(spec: WorkspaceSpec) -> tuple[list[str], list[str]]:
     members = [c for c in spec.members()]
-    services = sorted(c.name for c in members if c.kind == "service")
+    depended_on = {spec.crates[d].name for c in spec.tree() for d in c.path_deps}
+    # services, and the libraries no crate depends on (a package each, like a service)
+    services = sorted(c.name for c in members if c.kind == "service" or (c.kind == "lib" and c.name not in depended_on))
     handlers = sorted(f"deploy-lambda-{b}" for c in members if c.kind == "lambda" for b in c.bins)
     return services, handlers
 
