@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _installed import compile_bytecode, nixcrate_argv
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\nbuild-users-group =\n"
 SERVICES = ("api", "worker", "billing", "ingest")
@@ -60,11 +62,6 @@ def raw_nix(flake: Path, salt: str, jobs: int, cores: int) -> float:
     return time.perf_counter() - start
 
 
-def nixcrate_argv() -> list[str]:
-    """The installed console script, as users run it (else the module)."""
-    script = Path(sys.executable).parent / "nixcrate"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "nixcrate.cli"]
-
 
 def nixcrate(flake: Path, salt: str, jobs: int, cores: int, *, plan_first: bool) -> tuple[float, float]:
     argv = [*nixcrate_argv(), "build", "--flake", str(flake), "--json", "-v"]
@@ -96,6 +93,7 @@ def main() -> None:
         help="no --max-jobs for nixcrate: its default parallelism, planned before nix starts (raw nix gets the same numbers)",
     )
     args = parser.parse_args()
+    compile_bytecode()
 
     with tempfile.TemporaryDirectory(prefix="nixcrate-bench-") as tmp:
         root = Path(tmp)

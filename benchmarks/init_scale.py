@@ -35,6 +35,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from _installed import compile_bytecode, nixcrate_argv
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -237,11 +239,6 @@ def _write_member(root: Path, m: Member, by_name: dict[str, Member], ws_names: s
 
 # --------------------------------------------------------------------------- part 1: init
 
-
-def nixcrate_argv() -> list[str]:
-    """The installed console script beside this interpreter (not a pyenv shim), else -m."""
-    script = Path(sys.executable).parent / "nixcrate"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "nixcrate.cli"]
 
 
 def wall(argv: list[str], cwd: Path | None = None) -> float:
@@ -509,6 +506,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, default=None, help="generate the trees here and keep them")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows when piped, too
+    compile_bytecode()
     rounds = args.rounds or (3 if args.quick else 5)
     eval_rounds = args.eval_rounds or (1 if args.quick else 3)
     sizes = [int(s) for s in (args.sizes or ("50,200" if args.quick else "50,500,2000")).split(",")]
