@@ -73,6 +73,28 @@ def copy_workspace(src: Path, dest: Path) -> Path:
     return dest
 
 
+def copy_in_reverse_order(src: Path, dest: Path) -> Path:
+    """Re-create src under dest file by file in reverse order: directory listing order differs."""
+    for f in sorted((p for p in src.rglob("*") if p.is_file() and "target" not in p.parts), reverse=True):
+        target = dest / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, target)
+    return dest
+
+
+def add_standalone_library(root: Path) -> None:
+    """crates/sdk in the example: a library no crate depends on (a published client, say),
+    using memchr with a feature set of its own."""
+    (root / "crates/sdk/src").mkdir(parents=True)
+    (root / "crates/sdk/Cargo.toml").write_text(
+        '[package]\nname = "sdk"\nversion.workspace = true\nedition.workspace = true\n\n'
+        "[dependencies]\nmemchr = { workspace = true, default-features = false }\n"
+    )
+    (root / "crates/sdk/src/lib.rs").write_text("pub fn find(b: &[u8]) -> Option<usize> {\n    memchr::memchr(b'x', b)\n}\n")
+    lock = (root / "Cargo.lock").read_text()
+    (root / "Cargo.lock").write_text(lock + '\n[[package]]\nname = "sdk"\nversion = "0.3.1"\ndependencies = [\n "memchr",\n]\n')
+
+
 def git_init(path: Path) -> None:
     subprocess.run(["git", "init", "-q", str(path)], check=True)
     subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)

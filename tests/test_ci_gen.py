@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLE, REPO, copy_workspace
+from conftest import EXAMPLE, REPO, copy_in_reverse_order, copy_workspace
+from fake_flakes import write_plain_flake
 from ruamel.yaml import YAML
 
 from nixcrate import ci_gen, config, flake_gen, workspace
@@ -212,11 +213,7 @@ def test_ci_writes_the_workflow_with_the_generated_header(ws: Path) -> None:
 
 def test_same_workspace_same_bytes_whatever_the_order_on_disk(tmp_path: Path) -> None:
     a = copy_workspace(EXAMPLE, tmp_path / "a" / "monorepo")
-    b = tmp_path / "b" / "monorepo"
-    for f in sorted((p for p in EXAMPLE.rglob("*") if p.is_file() and "target" not in p.parts), reverse=True):
-        dest = b / f.relative_to(EXAMPLE)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(f, dest)
+    b = copy_in_reverse_order(EXAMPLE, tmp_path / "b" / "monorepo")
     for root in (a, b):
         assert run("ci", str(root), *CACHES["s3-oidc"])[0] == 0
     assert (a / WORKFLOW).read_bytes() == (b / WORKFLOW).read_bytes()
@@ -495,28 +492,9 @@ class FakeCiFlake:
             f'{h} = mk "{h}-0.1.0" [lambdaDeps] "mkdir $out; cp ${{./bootstrap.zip}} $out/bootstrap.zip";'
             for h in handlers
         ]
-        body = "\n        ".join(outs)
-        (root / "flake.nix").write_text(
-            f"""{{
-  outputs = {{ self }}: let
-    mk = name: inputs: script: derivation {{
-      inherit name;
-      system = "{system}";
-      builder = "/bin/sh";
-      args = [ "-c" "export PATH=/bin:/usr/bin; : ${{toString inputs}}; ${{script}}" ];
-      salt = "{root}";
-    }};
-    deps = mk "workspace-deps-0.0.0" [] "echo compiled > $out";
-    lambdaDeps = mk "lambda-deploy-deps-0.0.0" [] "echo compiled > $out";
-  in {{
-    packages.{system} = {{
-        {body}
-    }};
-  }};
-}}
-""",
-            encoding="utf-8",
-        )
+        bindings = ['deps = mk "workspace-deps-0.0.0" [] "echo compiled > $out";']
+        bindings.append('lambdaDeps = mk "lambda-deploy-deps-0.0.0" [] "echo compiled > $out";')
+        write_plain_flake(root, system, salt=str(root), bindings=bindings, outputs=outs)
 
 
 needs_nix = pytest.mark.skipif(

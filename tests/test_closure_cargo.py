@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cargo_sim import Sandbox, cargo_home, third_party
-from conftest import copy_workspace, needs_cargo, needs_debian_crates
+from conftest import add_standalone_library, copy_workspace, needs_cargo, needs_debian_crates
 
 from nixcrate import config as config_mod
 from nixcrate import flake_gen, workspace
@@ -33,24 +33,12 @@ def _service_command(output: flake_gen.Output) -> str:
     return f"cargoWithProfile build --message-format json-render-diagnostics {output.cargo_args}"
 
 
-def _with_standalone_library(ws: workspace.Workspace) -> workspace.Workspace:
-    """crates/sdk: a library no crate depends on, using memchr with a feature set of its own."""
-    (ws.root / "crates/sdk/src").mkdir(parents=True)
-    (ws.root / "crates/sdk/Cargo.toml").write_text(
-        '[package]\nname = "sdk"\nversion.workspace = true\nedition.workspace = true\n\n'
-        '[dependencies]\nmemchr = { workspace = true, default-features = false }\n'
-    )
-    (ws.root / "crates/sdk/src/lib.rs").write_text("pub fn find(b: &[u8]) -> Option<usize> {\n    memchr::memchr(b'x', b)\n}\n")
-    lock = (ws.root / "Cargo.lock").read_text()
-    (ws.root / "Cargo.lock").write_text(lock + '\n[[package]]\nname = "sdk"\nversion = "0.3.1"\ndependencies = [\n "memchr",\n]\n')
-    return workspace.load(ws.root)
-
-
 @pytest.mark.parametrize("standalone_library", [False, True], ids=["example", "with-standalone-library"])
 def test_each_service_build_compiles_no_third_party_crate(tmp_path: Path, standalone_library: bool) -> None:
     ws = _services_only(tmp_path)
     if standalone_library:
-        ws = _with_standalone_library(ws)
+        add_standalone_library(ws.root)
+        ws = workspace.load(ws.root)
     ctx = flake_gen.build_context(ws, config_mod.Config())
     assert ctx.service_closure is not None
     box = Sandbox(tmp_path / "sbx", cargo_home(tmp_path))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import CRANE_EVAL, EXAMPLE, copy_workspace, needs_crane_eval
+from conftest import CRANE_EVAL, EXAMPLE, add_standalone_library, copy_workspace, needs_crane_eval
 
 from nixcrate.cli import cli
 
@@ -100,15 +100,6 @@ def test_each_package_source_is_exactly_what_cargo_sim_builds(tmp_path: Path) ->
         store = Path(srcs[attr])
         in_nix = sorted(p.relative_to(store) for p in store.rglob("*") if p.is_file())
         assert in_nix == source_files(ws, member), attr
-
-
-def add_standalone_library(ws: Path) -> None:
-    """crates/sdk: a library no crate of the workspace depends on (a published client, say)."""
-    (ws / "crates/sdk/src").mkdir(parents=True)
-    (ws / "crates/sdk/Cargo.toml").write_text('[package]\nname = "sdk"\nversion.workspace = true\nedition.workspace = true\n')
-    (ws / "crates/sdk/src/lib.rs").write_text("pub fn hello() -> &'static str {\n    \"hi\"\n}\n")
-    lock = (ws / "Cargo.lock").read_text()
-    (ws / "Cargo.lock").write_text(lock + '\n[[package]]\nname = "sdk"\nversion = "0.3.1"\n')
 
 
 def test_a_standalone_library_gets_its_own_package_and_a_leaf_edit_still_changes_one(tmp_path: Path) -> None:

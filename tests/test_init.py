@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLE, copy_workspace, git_init, needs_nix
+from conftest import EXAMPLE, copy_in_reverse_order, copy_workspace, git_init, needs_nix
 
 from nixcrate.cli import cli
 from nixcrate.files import HEADER_PREFIX
@@ -62,12 +61,7 @@ def test_second_init_changes_nothing(ws: Path) -> None:
 
 def test_same_workspace_same_bytes_whatever_the_order_on_disk(tmp_path: Path) -> None:
     a = copy_workspace(EXAMPLE, tmp_path / "a" / "monorepo")
-    # Re-create the tree file by file in reverse order: directory listing order differs.
-    b = tmp_path / "b" / "monorepo"
-    for f in sorted((p for p in EXAMPLE.rglob("*") if p.is_file() and "target" not in p.parts), reverse=True):
-        dest = b / f.relative_to(EXAMPLE)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(f, dest)
+    b = copy_in_reverse_order(EXAMPLE, tmp_path / "b" / "monorepo")
     assert run("init", str(a))[0] == 0
     assert run("init", str(b))[0] == 0
     assert (a / "flake.nix").read_bytes() == (b / "flake.nix").read_bytes()

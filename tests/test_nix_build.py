@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fake_flakes import write_plain_flake
 
 from nixcrate import nix, runner
 from nixcrate.cli_build import build_command
@@ -80,28 +81,9 @@ class FakeCraneFlake:
             outputs.append('broken = mk "broken-0.1.0" [deps] "for i in $(seq 1 30); do echo log line $i; done; exit 3";')
         if slow_pidfile is not None:
             outputs.append(f'slow = mk "slow-0.1.0" [] "echo $$ > {slow_pidfile}; exec sleep 60";')
-        body = "\n        ".join(outputs)
-        (root / "flake.nix").write_text(
-            f"""{{
-  outputs = {{ self }}: let
-    mk = name: inputs: script: derivation {{
-      inherit name;
-      system = "{system}";
-      builder = "/bin/sh";
-      args = [ "-c" "export PATH=/bin:/usr/bin; echo building ${{name}}; sleep {sleep}; : ${{toString inputs}}; ${{script}}" ];
-      salt = "{salt}";
-    }};
-    vendor = mk "vendor-cargo-deps" [] "echo vendored > $out";
-    deps = mk "workspace-deps-0.0.0" [vendor] "echo compiled > $out";
-  in {{
-    packages.{system} = {{
-        {body}
-    }};
-  }};
-}}
-""",
-            encoding="utf-8",
-        )
+        bindings = ['vendor = mk "vendor-cargo-deps" [] "echo vendored > $out";']
+        bindings.append('deps = mk "workspace-deps-0.0.0" [vendor] "echo compiled > $out";')
+        write_plain_flake(root, system, salt=salt, bindings=bindings, outputs=outputs, prelude=f"echo building ${{name}}; sleep {sleep}; ")
         subprocess.run(["git", "init", "-q"], cwd=root, check=True)
         subprocess.run(["git", "add", "-A"], cwd=root, check=True)
 
