@@ -193,11 +193,12 @@ class _Display:
         return self._present.result() if self._present is not None else {}
 
     def planned(self, run: nix.BuildRun) -> BuildTracker:
-        """The tracker, with its plan (waiting for the planner if it is still at work)."""
+        """The tracker, with its plan (waiting for the planner if it is still at work: its
+        `then` callback, registered by open(), hands the plan over before result() returns)."""
         tracker = self.open()
         if self._planner is not None:
             try:
-                tracker.set_plan(self._planner.result())
+                self._planner.result()
             except NixcrateError:
                 if run.interrupted:  # Ctrl-C also reached the plan's queries
                     raise Interrupted("interrupted: nix build stopped before its plan was read") from None

@@ -289,11 +289,12 @@ def _service_outputs(ws: Workspace, names: tuple[str, ...], config: Config, grap
     for name in names:
         crate = ws.crate(name)
         filesets = _sources(crate, graph, ws)
-        bins = ", ".join(b.name for b in crate.bins)
         if not crate.bins:
             comment = f"{crate.manifest}: a library no crate of the workspace depends on, built on its own"
+        elif len(crate.bins) > 1:
+            comment = f"{crate.manifest}: bin {', '.join(b.name for b in crate.bins)}"
         else:
-            comment = f"{crate.manifest}: bin {bins}" if len(crate.bins) > 1 else ""
+            comment = ""
         outs.append(
             Output(
                 attr=nix_attr(name),
@@ -347,8 +348,8 @@ def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph
                     name=out_name,
                     pname=nix_str(out_name),
                     version=nix_str(crate.version),
-                        crates=filesets + _extra_src(name, config) + tuple(nix_path(p.strip("/")) for p in member.include),
-                        member=name,
+                    crates=filesets + _extra_src(name, config) + tuple(nix_path(p.strip("/")) for p in member.include),
+                    member=name,
                     cargo_args=_cargo_args(name, config),
                     comment=f"{crate.manifest}: bin {target.name}, {lambda_pkg.zig_target(member.arch, config.lambda_glibc)}",
                     build_command=build,
