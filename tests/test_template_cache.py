@@ -9,8 +9,8 @@ import jinja2
 import pytest
 from conftest import EXAMPLE
 
+from nixcrate import ci_gen, flake_gen, template_cache, workspace
 from nixcrate import config as config_mod
-from nixcrate import flake_gen, template_cache, workspace
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,6 +44,23 @@ def test_second_render_loads_the_compiled_template(context: flake_gen.FlakeConte
 
     monkeypatch.setattr(jinja2.Environment, "compile", no_compiling)
     assert flake_gen.render(context) == expected
+
+
+def test_the_workflow_template_is_cached_too(cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_ci_gen import context_of  # noqa: PLC0415
+
+    ci = context_of(EXAMPLE, "--cache", "cachix:example")
+    with monkeypatch.context() as m:
+        m.setattr(template_cache, "for_module", lambda _path: None)
+        expected = ci_gen.render(ci)
+    assert ci_gen.render(ci) == expected
+    assert len(list(cache_home.glob("*.jinja"))) == 1
+
+    def no_compiling(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("compiled although the cache holds the template")
+
+    monkeypatch.setattr(jinja2.Environment, "compile", no_compiling)
+    assert ci_gen.render(ci) == expected
 
 
 def test_an_edited_template_is_compiled_again(
