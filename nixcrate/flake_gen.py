@@ -108,7 +108,9 @@ class Output:
     has_bins: bool = True  # False for a standalone library's package (an empty $out)
     # Lambda handlers only
     build_command: str = ""
-    install_shell: str = ""
+    binary: str = ""  # where the build command leaves the handler binary, from the source root
+    package_shell: str = ""  # the packaging script's body: binary "$1", bootstrap.zip into "$2"
+    package_script: str = ""  # the let-binding holding that script (shared by identical ones)
     check_shell: str = ""  # the verify script's body: its zip is "$1"
     check_script: str = ""  # the let-binding holding that script (shared by identical checks)
 
@@ -155,6 +157,7 @@ class FlakeContext:
     service_closure: ClosureContext | None
     lambda_closure: ClosureContext | None
     stubs: tuple[str, ...] = ()  # rendered; see workspace_stubs
+    packagers: tuple[tuple[str, str], ...] = ()  # (let-binding, script body) zipping the handlers
     verifiers: tuple[tuple[str, str], ...] = ()  # (let-binding, script body) of the handlers' install checks
     dev_packages: tuple[str, ...] = ()
     toolchain: ToolchainContext | None = None  # None: nixpkgs' rustc and cargo
@@ -329,19 +332,6 @@ def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph
                 )
             seen[out_name] = name
             build = lambda_pkg.zigbuild_command(name, member.arch, config.lambda_glibc, _member_args(name, config), bin=target.name)
-            binary = lambda_pkg.binary_path(member.arch, target.name, config.lambdas.profile_dir)
-            install = "\n".join(
-                [
-                    "mkdir -p \"$TMPDIR/lambda-staging\"",
-                    f"cp {binary} \"$TMPDIR/lambda-staging/bootstrap\"",
-                    "# Panic messages can name the toolchain and vendored sources: blank those store",
-                    "# paths before zipping (the hooks that would do it on $out cannot see into a zip).",
-                    "removeReferencesToRustToolchain \"$TMPDIR/lambda-staging\"",
-                    "removeReferencesToVendoredSources \"$TMPDIR/lambda-staging\"",
-                    "mkdir -p \"$out\"",
-                    lambda_pkg.package_shell("$TMPDIR/lambda-staging/bootstrap", "$out", member.include),
-                ]
-            )
             outs.append(
                 Output(
                     attr=nix_attr(out_name),
@@ -353,22 +343,30 @@ def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph
                     cargo_args=_cargo_args(name, config),
                     comment=f"{crate.manifest}: bin {target.name}, {lambda_pkg.zig_target(member.arch, config.lambda_glibc)}",
                     build_command=build,
-                    install_shell=install,
+                    binary=lambda_pkg.binary_path(member.arch, target.name, config.lambdas.profile_dir),
+                    package_shell=lambda_pkg.package_shell("$1", "$2", member.include),
                     check_shell=lambda_pkg.check_shell("$1", member.arch, config.lambda_glibc, member.include),
                 )
             )
     return tuple(sorted(outs, key=lambda o: o.name))
 
 
-def _share_verifiers(outputs: tuple[Output, ...]) -> tuple[tuple[Output, ...], tuple[tuple[str, str], ...]]:
-    """One verify script per distinct (arch, glibc pin, includes): fifteen handlers of one
-    kind share one script instead of fifteen copies in the flake."""
+def _share_scripts(outputs: tuple[Output, ...]) -> tuple[tuple[Output, ...], tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """One packaging script per distinct includes and one verify script per distinct (arch,
+    glibc pin, includes): fifteen handlers of one kind share two scripts instead of holding
+    thirty copies in the flake. Returns (outputs naming theirs, packagers, verifiers)."""
     import dataclasses  # noqa: PLC0415
 
-    bodies = list(dict.fromkeys(o.check_shell for o in outputs))
-    names = {body: "lambdaVerify" if len(bodies) == 1 else f"lambdaVerify{i}" for i, body in enumerate(bodies, 1)}
-    shared = tuple(dataclasses.replace(o, check_script=names[o.check_shell]) for o in outputs)
-    return shared, tuple((name, body) for body, name in names.items())
+    packagers = _script_names((o.package_shell for o in outputs), "lambdaPackage")
+    verifiers = _script_names((o.check_shell for o in outputs), "lambdaVerify")
+    shared = tuple(dataclasses.replace(o, package_script=packagers[o.package_shell], check_script=verifiers[o.check_shell]) for o in outputs)
+    return shared, tuple((n, body) for body, n in packagers.items()), tuple((n, body) for body, n in verifiers.items())
+
+
+def _script_names(bodies: Iterable[str], base: str) -> dict[str, str]:
+    """The let-binding of each distinct script body: `base`, or base1, base2… when they differ."""
+    distinct = list(dict.fromkeys(bodies))
+    return {body: base if len(distinct) == 1 else f"{base}{i}" for i, body in enumerate(distinct, 1)}
 
 
 def _native(closure: closure_mod.Closure, ws: Workspace, config: Config, *, lambda_closure: bool) -> native.NativeRequirements:
@@ -511,7 +509,7 @@ def build_context(
             prebuild=lambda_pkg.prebuild_shell(),
         )
 
-    lambda_outputs, verifiers = _share_verifiers(_lambda_outputs(ws, handlers, config, graph) if handlers else ())
+    lambda_outputs, packagers, verifiers = _share_scripts(_lambda_outputs(ws, handlers, config, graph) if handlers else ())
     from nixcrate import checks as checks_mod  # noqa: PLC0415 - it builds on this module
 
     checks = checks_mod.build(ws, config, classified.of_any(), service_closure, lambda_outputs)
@@ -531,6 +529,7 @@ def build_context(
         service_closure=service_closure,
         lambda_closure=lambda_closure,
         stubs=tuple(nix_str(st) for st in workspace_stubs(ws)),
+        packagers=packagers,
         verifiers=verifiers,
         dev_packages=("pkgs.cargo-zigbuild", "pkgs.zig") if handlers else (),
         toolchain=toolchain,

@@ -94,7 +94,7 @@ def test_each_handler_zigbuild_compiles_no_third_party_crate(tmp_path: Path) -> 
     for output in ctx.lambdas:
         step = box.package_step(ws, output.member, output.build_command, prelude)
         recompiled[output.name] = third_party(ws, step.compiled)
-        binary = box.top / "source" / output.install_shell.split("cp ", 1)[1].split(" ", 1)[0]
+        binary = box.top / "source" / output.binary
         assert binary.is_file(), f"{output.name}: the handler binary was not linked at {binary}"
     print("third-party crates recompiled per handler build:", {k: len(v) for k, v in recompiled.items()})
     assert recompiled == {o.name: [] for o in ctx.lambdas}

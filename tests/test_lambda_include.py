@@ -1,16 +1,21 @@
 """A handler with `include` in nixcrate.toml, packaged by the flake's own install and check text.
 
-The handler's installCommand and checkCommand are taken from FlakeContext (the strings the
-flake holds) and run with bash in a copy of the handler's source, with the real zigbuild
-`.2.26` binary (lambda_fixtures) where the zigbuild line leaves it. crane's reference
-removers are no-ops here: they rewrite store paths, which this binary has none of.
+mkLambda's installPhaseCommand is taken from the rendered flake.nix, its two Nix
+interpolations put in as Nix would (the handler's binary path; its packaging script, the
+body FlakeContext holds, written to a file), and run with bash in a copy of the handler's
+source, with the real zigbuild `.2.26` binary (lambda_fixtures) where the zigbuild line
+leaves it. The check script is the verify body the flake holds. crane's reference removers
+are no-ops here: they rewrite store paths, which this binary has none of.
 """
 
 # ruff: noqa: F811 - pytest fixtures imported by name
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 import subprocess
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -42,14 +47,32 @@ CRANE_HOOKS = "removeReferencesToRustToolchain() { :; }\nremoveReferencesToVendo
 
 
 @pytest.fixture
-def handler(tmp_path: Path) -> flake_gen.Output:
+def context(tmp_path: Path) -> flake_gen.FlakeContext:
     ws_dir = copy_workspace(EXAMPLE, tmp_path / "ws")
     cfg = ws_dir / "nixcrate.toml"
     text = cfg.read_text()
     assert "[members.ingest]\n" in text
     cfg.write_text(text.replace("[members.ingest]\n", f"[members.ingest]\ninclude = {list(INCLUDES)!r}\n".replace("'", '"')))
-    ctx = flake_gen.build_context(workspace.load(ws_dir), config_mod.load(ws_dir))
-    return next(o for o in ctx.lambdas if o.member == "ingest")
+    return flake_gen.build_context(workspace.load(ws_dir), config_mod.load(ws_dir))
+
+
+@pytest.fixture
+def handler(context: flake_gen.FlakeContext) -> flake_gen.Output:
+    return next(o for o in context.lambdas if o.member == "ingest")
+
+
+@pytest.fixture
+def install(context: flake_gen.FlakeContext, handler: flake_gen.Output, tmp_path: Path) -> str:
+    """mkLambda's installPhaseCommand for this handler, as bash."""
+    found = re.search(r"installPhaseCommand = ''\n(.*?)\n *'';", flake_gen.render(context), re.DOTALL)
+    assert found is not None, "no installPhaseCommand in the rendered flake"
+    script = tmp_path / "nixcrate-lambda-package"
+    script.write_text("#!/usr/bin/env bash\n" + dict(context.packagers)[handler.package_script])
+    script.chmod(0o755)
+    text = textwrap.dedent(found.group(1))
+    assert "${lib.escapeShellArg binary}" in text, text
+    assert "${packageScript}" in text, text
+    return text.replace("${lib.escapeShellArg binary}", shlex.quote(handler.binary)).replace("${packageScript}", str(script))
 
 
 def _run(script: str, cwd: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -64,20 +87,20 @@ def _source(tmp_path: Path, handler: flake_gen.Output, binary: Path) -> Path:
         (src / rel).write_bytes(data)
     (src / "pdfium-lib" / "mac").mkdir()
     (src / "pdfium-lib" / "mac" / "libpdfium.dylib").write_bytes(b"not included\n")
-    built = src / handler.install_shell.split("cp ", 1)[1].split(" ", 1)[0]
+    built = src / handler.binary
     built.parent.mkdir(parents=True)
     shutil.copy2(binary, built)
     return src
 
 
 def test_flake_packages_bootstrap_plus_exactly_the_includes(
-    tmp_path: Path, handler: flake_gen.Output, sandbox_builds: SandboxBuilds
+    tmp_path: Path, handler: flake_gen.Output, install: str, sandbox_builds: SandboxBuilds
 ) -> None:
     # the handler's source holds the included paths
     assert {"./pdfium-lib/linux", "./config/app.toml"} <= set(handler.crates)
     src = _source(tmp_path, handler, sandbox_builds.binary)
     out = tmp_path / "out"
-    proc = _run(handler.install_shell, src, out)
+    proc = _run(install, src, out)
     assert proc.returncode == 0, proc.stderr
     zip_path = out / "bootstrap.zip"
     with zipfile.ZipFile(zip_path) as archive:
@@ -98,11 +121,11 @@ def test_flake_packages_bootstrap_plus_exactly_the_includes(
 
 
 def test_an_undeclared_extra_file_fails_the_install_check(
-    tmp_path: Path, handler: flake_gen.Output, sandbox_builds: SandboxBuilds
+    tmp_path: Path, handler: flake_gen.Output, install: str, sandbox_builds: SandboxBuilds
 ) -> None:
     src = _source(tmp_path, handler, sandbox_builds.binary)
     out = tmp_path / "out"
-    assert _run(handler.install_shell, src, out).returncode == 0
+    assert _run(install, src, out).returncode == 0
     subprocess.run(["zip", "-q", "-X", str(out / "bootstrap.zip"), "pdfium-lib/mac/libpdfium.dylib"], cwd=src, check=True)
     check = _run(handler.check_shell, src, out, str(out / "bootstrap.zip"))
     assert check.returncode == 1
