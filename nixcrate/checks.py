@@ -32,7 +32,7 @@ from nixcrate import flake_gen as fg
 
 if TYPE_CHECKING:
     from nixcrate.config import Config
-    from nixcrate.workspace import Workspace
+    from nixcrate.workspace import Crate, Workspace
 
 CLOSURE_ATTR = "checkCargoArtifacts"
 CLIPPY_EXTRA_ARGS = "--all-targets -- --deny warnings"
@@ -62,16 +62,17 @@ class ChecksContext:
     lambda_checks: tuple[tuple[str, str], ...]  # (rendered check attr, rendered package attr)
 
 
-def _sources(ws: Workspace, name: str, graph: closure_mod.LockGraph) -> tuple[str, ...]:
+def _sources(ws: Workspace, crate: Crate, graph: closure_mod.LockGraph) -> tuple[str, ...]:
     """A member's check source: what its tests compile (its dev-dependencies' crates too)."""
-    compiled = graph.path_closure(ws.crate(name), dev=True)
+    compiled = graph.path_closure(crate, dev=True)
     return fg.crate_filesets(compiled, ws)  # one rule for every source
 
 
-def closure_commands(members: tuple[str, ...], config: Config) -> list[str]:
+def closure_commands(members: tuple[str, ...], config: Config, cargo_args: dict[str, str] | None = None) -> list[str]:
+    """cargo_args: each member's `_cargo_args`, when the caller has them already."""
     lines = []
     for name in members:
-        args = fg._cargo_args(name, config)  # noqa: SLF001
+        args = cargo_args[name] if cargo_args is not None else fg._cargo_args(name, config)  # noqa: SLF001
         lines.append(f"cargoWithProfile check {args} {CLOSURE_CHECK_ARGS}")
         lines.append(f"cargoWithProfile test {args} {CLOSURE_TEST_ARGS}")
     return lines
@@ -87,12 +88,13 @@ def build(
     graph = closure_mod.graph_for(ws)
     crates = [ws.crate(n) for n in members]
     everything = closure_mod.closure_of(graph, crates)
+    cargo_args = {name: fg._cargo_args(name, config) for name in members}  # noqa: SLF001 - twice per member below
     chained = service_closure is not None and not config.checks_closure
     extra_env: tuple[tuple[str, str], ...] = ()
     if config.checks_closure:
         extra_env = (("CARGO_PROFILE", fg.nix_str("dev")),)
     base = fg._closure_context(  # noqa: SLF001
-        CLOSURE_ATTR, "checks", members, closure_commands(members, config), everything, ws, config,
+        CLOSURE_ATTR, "checks", members, closure_commands(members, config, cargo_args), everything, ws, config,
         lambda_closure=False, extra_env=extra_env,
     )
     if chained:
@@ -111,10 +113,9 @@ def build(
         )
     nextest = ws.nextest_config is not None  # the workspace runs its tests with cargo-nextest
     outputs: list[CheckOutput] = []
-    for name in members:
-        crate = ws.crate(name)
-        filesets = _sources(ws, name, graph)
-        args = fg._cargo_args(name, config)  # noqa: SLF001
+    for name, crate in zip(members, crates, strict=True):
+        filesets = _sources(ws, crate, graph)
+        args = cargo_args[name]
         common = {
             "member": name,
             "pname": fg.nix_str(name),
