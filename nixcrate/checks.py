@@ -42,6 +42,8 @@ CLOSURE_TEST_ARGS = "--no-run"
 
 @dataclass(frozen=True, slots=True)
 class CheckOutput:
+    """One check: clippy or the tests of one member."""
+
     attr: str  # rendered check name: clippy-<member>, test-<member>
     name: str
     function: str  # crane function: cargoClippy | cargoTest | cargoNextest
@@ -56,6 +58,8 @@ class CheckOutput:
 
 @dataclass(frozen=True, slots=True)
 class ChecksContext:
+    """`checks.<system>`: the closure the checks reuse and the checks themselves."""
+
     closure: fg.ClosureContext
     chained_on: str  # "deployCargoArtifacts" or "null"
     outputs: tuple[CheckOutput, ...]

@@ -31,6 +31,8 @@ class Closure:
 
 @dataclass(frozen=True, slots=True)
 class ClosureReport:
+    """The services' and the handlers' closures, for init's summary."""
+
     graph: LockGraph
     services: Closure
     lambdas: Closure

@@ -28,6 +28,8 @@ OPT_LEVELS = ("0", "1", "2", "3", "s", "z")
 
 @dataclass(frozen=True, slots=True)
 class MemberConfig:
+    """[members.<name>] of nixcrate.toml."""
+
     kind: MemberKind | None = None
     arch: str = "x86_64"
     include: tuple[str, ...] = ()
@@ -41,6 +43,8 @@ class MemberConfig:
 
 @dataclass(frozen=True, slots=True)
 class NativeOverride:
+    """[native."crate"] of nixcrate.toml: extends (or replaces) the table's entry."""
+
     native_build_inputs: tuple[str, ...] = ()
     build_inputs: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
@@ -72,6 +76,8 @@ class ClosureConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """nixcrate.toml, validated; the defaults when there is none."""
+
     systems: tuple[str, ...] = DEFAULT_SYSTEMS
     exclude: tuple[str, ...] = ()
     members: tuple[tuple[str, MemberConfig], ...] = ()

@@ -71,6 +71,8 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class PlannedWrite:
+    """A file to write and what writing it means (create, identical, update, replace)."""
+
     path: Path
     text: str
     action: Action

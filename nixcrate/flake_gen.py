@@ -97,6 +97,8 @@ def nix_indented(text: str, indent: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Output:
+    """One package of the flake: a service, a standalone library or a Lambda handler."""
+
     attr: str  # rendered attribute name
     name: str  # output name as the user types it
     pname: str
@@ -122,6 +124,8 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class ClosureContext:
+    """One deps-only derivation (a closure) as the template renders it."""
+
     attr: str
     pname: str
     commands: str  # cargo command lines, one per member
@@ -148,6 +152,8 @@ class ToolchainContext:
 
 @dataclass(frozen=True, slots=True)
 class FlakeContext:
+    """Everything flake.nix.j2 renders: every decision made, values rendered."""
+
     description: str
     systems: tuple[str, ...]
     manifests: tuple[str, ...]  # fileset expressions every source includes

@@ -26,6 +26,8 @@ FLAKE = "flake.nix"
 
 @dataclass(frozen=True, slots=True)
 class InitResult:
+    """What `nixcrate init` did, for the CLI to report."""
+
     root: Path
     ws: workspace.Workspace
     classified: Classified

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class GitSource:
+    """One git source of Cargo.lock and the lock packages from it."""
+
     source: str  # as crane keys it: percent-decoded `source` of Cargo.lock
     url: str  # the repository, without `git+`, query or fragment
     rev: str  # the locked commit
@@ -67,6 +69,8 @@ def git_sources(lock: Lockfile) -> tuple[GitSource, ...]:
 
 @dataclass(frozen=True, slots=True)
 class HashStatus:
+    """[git-hashes] of nixcrate.toml against the git sources of Cargo.lock."""
+
     hashes: tuple[tuple[str, str], ...]  # (source, hash) for the sources in the lock
     missing: tuple[GitSource, ...]
     stale: tuple[str, ...]  # keys of [git-hashes] no lock source has

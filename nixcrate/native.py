@@ -203,6 +203,8 @@ class AppliedEntry:
 
 @dataclass(frozen=True, slots=True)
 class NativeTable:
+    """The native table, indexed by normalized crate name."""
+
     entries: tuple[NativeEntry, ...]  # sorted by crate
     _index: dict[str, NativeEntry] = field(init=False, repr=False, compare=False)
 

@@ -42,6 +42,8 @@ _LEGACY = re.compile(r"^([^\r\n]+)\r?\n?$")
 
 @dataclass(frozen=True, slots=True)
 class ToolchainFile:
+    """A rust-toolchain(.toml) as rustup reads it."""
+
     path: PurePosixPath  # relative to the workspace root (may start with ../)
     channel: str
     profile: str  # rustup's default profile is "default"
@@ -51,6 +53,8 @@ class ToolchainFile:
 
 @dataclass(frozen=True, slots=True)
 class ToolchainChoice:
+    """The toolchain file the flake builds with, and what the flake adds to it."""
+
     file: ToolchainFile
     extra_targets: tuple[str, ...]  # added to the file's targets, sorted
     extra_components: tuple[str, ...]  # added to the file's components, sorted

@@ -46,12 +46,16 @@ class MemberKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """A lib or bin target of a crate."""
+
     name: str
     path: PurePosixPath  # relative to the crate directory
 
 
 @dataclass(frozen=True, slots=True)
 class Dependency:
+    """One entry of a [dependencies], [build-dependencies] or [dev-dependencies] table."""
+
     name: str  # the package name (after `package = "..."` renames)
     kind: str  # normal | build | dev
     path: PurePosixPath | None  # crate directory relative to the workspace root, for path deps
@@ -97,6 +101,8 @@ class Crate:
 
 @dataclass(frozen=True, slots=True)
 class LockPackage:
+    """One [[package]] of Cargo.lock."""
+
     name: str
     version: str
     source: str | None
@@ -118,12 +124,16 @@ class LockPackage:
 
 @dataclass(frozen=True, slots=True)
 class Lockfile:
+    """Cargo.lock: its format version and packages."""
+
     version: int
     packages: tuple[LockPackage, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Workspace:
+    """The Cargo workspace at root: its in-tree crates and its Cargo.lock."""
+
     root: Path
     crates: tuple[Crate, ...]  # every in-tree crate, sorted by path
     member_names: tuple[str, ...]  # sorted
