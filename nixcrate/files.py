@@ -84,12 +84,16 @@ def plan_generated(path: Path, text: str, *, force: bool, display: str | None = 
     shown = display or str(path)
     if path.is_dir():
         raise WriteError(f"{shown}: is a directory, where nixcrate writes a file: move it away, then rerun")
+    # bytes, not text: a file that is not UTF-8 is simply an edited one. Compared first: an
+    # identical file (the usual rerun) needs no header check, the reading and hashing of it again.
+    try:
+        if path.read_bytes() == text.encode():
+            return PlannedWrite(path, text, Action.IDENTICAL, shown)
+    except FileNotFoundError:
+        return PlannedWrite(path, text, Action.CREATE, shown)
     state = state_of(path)
     if state is FileState.ABSENT:
         return PlannedWrite(path, text, Action.CREATE, shown)
-    # bytes, not text: a file that is not UTF-8 is simply an edited one
-    if path.read_bytes() == text.encode():
-        return PlannedWrite(path, text, Action.IDENTICAL, shown)
     if state is FileState.EDITED:
         if not force:
             raise GeneratedFileEdited(
