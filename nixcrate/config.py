@@ -155,6 +155,8 @@ def _member(name: str, raw: Any) -> MemberConfig:
     prefix = f"members.{name}."
     if not isinstance(raw, dict):
         raise _err(f"members.{name}", "expected a table: fix the value")
+    if not raw:  # the table `init` writes per member holds only comments: the defaults, unchecked
+        return MemberConfig()
     _unknown(raw, _MEMBER_KEYS, prefix)
     kind = None
     if "kind" in raw:
