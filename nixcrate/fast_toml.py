@@ -1,13 +1,13 @@
-"""Cargo.toml files written the usual way, read without tomllib.
+"""TOML files written the usual way (Cargo.toml, nixcrate.toml), read without tomllib.
 
 tomllib is pure Python and spent ~0.16 ms on each manifest: on a workspace of 500 members
-that was a third of `nixcrate init`. Manifests use a small part of TOML: tables, arrays
+that was a third of `nixcrate init`. These files use a small part of TOML: tables, arrays
 of tables, dotted keys, one-line strings, integers, booleans, arrays and
 inline tables. `read` parses that part and returns None for anything else (\\u escapes,
 multi-line strings, floats, dates, CRLF, a key or table defined twice, a table reopened),
 leaving the text to tomllib, which also words the error for invalid TOML.
 
-The contract, pinned by tests/test_manifest_toml.py on generated documents and on every
+The contract, pinned by tests/test_fast_toml.py on generated documents and on every
 manifest of Debian's crate registry: `read(text)` is None or equals `tomllib.loads(text)`,
 types and key order included.
 """
@@ -15,6 +15,7 @@ types and key order included.
 from __future__ import annotations
 
 import re
+import tomllib
 from typing import Any
 
 _UNSUPPORTED = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # control characters, CR: tomllib's business
@@ -51,6 +52,12 @@ _LINE = re.compile(
 
 class _OutsideSubsetError(Exception):
     """The text leaves the subset: tomllib reads it."""
+
+
+def loads(text: str) -> dict[str, Any]:
+    """tomllib.loads(text), faster for the usual files; raises tomllib.TOMLDecodeError as it does."""
+    data = read(text)
+    return tomllib.loads(text) if data is None else data
 
 
 def read(text: str) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""manifest_toml: the fast reader equals tomllib on what it reads, and declines the rest.
+"""fast_toml: the fast reader equals tomllib on what it reads, and declines the rest.
 
 The contract: `read(text)` is None or equals `tomllib.loads(text)` (compared as JSON, so
 types and key order count: True is not 1). A reader that declined everything would keep
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nixcrate import manifest_toml, workspace
+from nixcrate import fast_toml, workspace
 from nixcrate.errors import ManifestError
 
 REGISTRY = Path("/usr/share/cargo/registry")
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _same_as_tomllib(text: str) -> dict | None:
-    fast = manifest_toml.read(text)
+    fast = fast_toml.read(text)
     if fast is not None:
         assert json.dumps(fast) == json.dumps(tomllib.loads(text)), text
     return fast
@@ -169,7 +169,7 @@ DECLINED = {
 
 @pytest.mark.parametrize("name", sorted(DECLINED))
 def test_declined_texts_go_to_tomllib(name: str) -> None:
-    assert manifest_toml.read(DECLINED[name]) is None
+    assert fast_toml.read(DECLINED[name]) is None
 
 
 # --------------------------------------------------------------------------- generated documents
@@ -218,9 +218,9 @@ def test_generated_documents_equal_tomllib_or_are_declined(lines: list[str], new
     try:
         expected = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
-        assert manifest_toml.read(text) is None, f"invalid TOML read without an error:\n{text}"
+        assert fast_toml.read(text) is None, f"invalid TOML read without an error:\n{text}"
         return
-    fast = manifest_toml.read(text)
+    fast = fast_toml.read(text)
     if fast is not None:
         assert json.dumps(fast) == json.dumps(expected), text
 
@@ -239,6 +239,12 @@ def test_real_manifests_equal_tomllib_and_most_are_read_fast() -> None:
         pytest.skip(f"few real manifests here ({len(manifests)}): Debian's librust-*-dev packages are not installed")
     read = sum(_same_as_tomllib(p.read_text(encoding="utf-8")) is not None for p in manifests)
     assert read >= 0.85 * len(manifests), f"only {read} of {len(manifests)} manifests took the fast path"
+
+
+@pytest.mark.parametrize("path", ["nixcrate/data/native.toml", "examples/monorepo/nixcrate.toml"])
+def test_nixcrates_own_toml_files_are_read_fast(path: str) -> None:
+    """native.toml (read on every init) and a nixcrate.toml as init writes it."""
+    assert _same_as_tomllib((REPO / path).read_text(encoding="utf-8")) is not None
 
 
 def test_invalid_toml_still_gets_tomllibs_line_and_column(tmp_path: Path) -> None:
