@@ -34,33 +34,28 @@ def _uncached(context: flake_gen.FlakeContext, monkeypatch: pytest.MonkeyPatch) 
         return flake_gen.render(context)
 
 
-def test_second_render_loads_the_compiled_template(context: flake_gen.FlakeContext, cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    expected = _uncached(context, monkeypatch)
-    assert flake_gen.render(context) == expected
-    assert len(list(cache_home.glob("*.jinja"))) == 1
-
-    def no_compiling(*_args: object, **_kwargs: object) -> None:
-        raise AssertionError("compiled although the cache holds the template")
-
-    monkeypatch.setattr(jinja2.Environment, "compile", no_compiling)
-    assert flake_gen.render(context) == expected
-
-
-def test_the_workflow_template_is_cached_too(cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _workflow() -> str:
     from test_ci_gen import context_of  # noqa: PLC0415
 
-    ci = context_of(EXAMPLE, "--cache", "cachix:example")
+    return ci_gen.render(context_of(EXAMPLE, "--cache", "cachix:example"))
+
+
+@pytest.mark.parametrize("template", ["flake.nix.j2", "nixcrate.yml.j2"])
+def test_second_render_loads_the_compiled_template(
+    template: str, context: flake_gen.FlakeContext, cache_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    render = (lambda: flake_gen.render(context)) if template == "flake.nix.j2" else _workflow
     with monkeypatch.context() as m:
         m.setattr(template_cache, "for_module", lambda _path: None)
-        expected = ci_gen.render(ci)
-    assert ci_gen.render(ci) == expected
+        expected = render()
+    assert render() == expected
     assert len(list(cache_home.glob("*.jinja"))) == 1
 
     def no_compiling(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("compiled although the cache holds the template")
 
     monkeypatch.setattr(jinja2.Environment, "compile", no_compiling)
-    assert ci_gen.render(ci) == expected
+    assert render() == expected
 
 
 def test_an_edited_template_is_compiled_again(
