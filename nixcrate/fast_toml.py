@@ -19,32 +19,38 @@ import tomllib
 from typing import Any
 
 _UNSUPPORTED = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # control characters, CR: tomllib's business
-_WS = re.compile(r"[ \t]*")
-_KEY = re.compile(r"""(?:[A-Za-z0-9_-]+|"[^"\\\n]*"|'[^'\n]*')(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|"[^"\\\n]*"|'[^'\n]*'))*""")
-_KEY_PART = re.compile(r"""[A-Za-z0-9_-]+|"([^"\\\n]*)"|'([^'\n]*)'""")
-_EQUALS = re.compile(r"[ \t]*=[ \t]*")
-_LINE_END = re.compile(r"[ \t]*(?:#[^\n]*)?(?:\n|\Z)")
-_ARRAY_GAP = re.compile(r"(?:[ \t\n]|#[^\n]*)*")  # arrays may span lines and hold comments
+# The pieces, as pattern text: each is used alone and inside _LINE.
+_PART = r"""[A-Za-z0-9_-]+|"[^"\\\n]*"|'[^'\n]*'"""  # a bare or quoted key part (no escapes)
+_KEY_TEXT = rf"(?:{_PART})(?:[ \t]*\.[ \t]*(?:{_PART}))*"
 # A one-line basic string; of the escapes, the one-character ones (\uXXXX: tomllib's).
-_BASIC_BODY = r'"([^"\\\n]*(?:\\[btnfr"\\][^"\\\n]*)*)"'
-_BASIC = re.compile(_BASIC_BODY)
+_BASIC_TEXT = r'"([^"\\\n]*(?:\\[btnfr"\\][^"\\\n]*)*)"'
+_LITERAL_TEXT = r"'([^'\n]*)'"
+# What follows a value is checked by its caller: "1.5" stops at "1" and is declined there.
+_SCALAR_TEXT = r"true|false|[+-]?(?:0|[1-9](?:_?[0-9])*)"
+_END = r"[ \t]*(?:#[^\n]*)?(?:\n|\Z)"
+
+_WS = re.compile(r"[ \t]*")
+_KEY = re.compile(_KEY_TEXT)
+_KEY_PART = re.compile(r"""[A-Za-z0-9_-]+|"([^"\\\n]*)"|'([^'\n]*)'""")  # _PART, capturing the quoted text
+_EQUALS = re.compile(r"[ \t]*=[ \t]*")
+_LINE_END = re.compile(_END)
+_ARRAY_GAP = re.compile(r"(?:[ \t\n]|#[^\n]*)*")  # arrays may span lines and hold comments
+_BASIC = re.compile(_BASIC_TEXT)
+_LITERAL = re.compile(_LITERAL_TEXT)
+_SCALAR = re.compile(_SCALAR_TEXT)
 _ESCAPE = re.compile(r'\\([btnfr"\\])')
 _ESCAPED = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
-_LITERAL = re.compile(r"'([^'\n]*)'")
-# What follows a value is checked by its caller: "1.5" stops at "1" and is declined there.
-_SCALAR = re.compile(r"true|false|[+-]?(?:0|[1-9](?:_?[0-9])*)")
-_END = r"[ \t]*(?:#[^\n]*)?(?:\n|\Z)"
 # One match per line for the usual lines: blank or comment, [table], [[array.of.tables]],
 # and key = string / integer / boolean. An array or inline table value stops the match
 # at its first character, for the recursive reader.
 _LINE = re.compile(
     r"[ \t]*(?:"
-    rf"\[\[[ \t]*({_KEY.pattern})[ \t]*\]\]{_END}"
-    rf"|\[[ \t]*({_KEY.pattern})[ \t]*\]{_END}"
-    rf"|({_KEY.pattern})[ \t]*=[ \t]*(?:"
-    rf"{_BASIC_BODY}{_END}"
-    rf"|'([^'\n]*)'{_END}"
-    rf"|(true|false|[+-]?(?:0|[1-9](?:_?[0-9])*)){_END}"
+    rf"\[\[[ \t]*({_KEY_TEXT})[ \t]*\]\]{_END}"
+    rf"|\[[ \t]*({_KEY_TEXT})[ \t]*\]{_END}"
+    rf"|({_KEY_TEXT})[ \t]*=[ \t]*(?:"
+    rf"{_BASIC_TEXT}{_END}"
+    rf"|{_LITERAL_TEXT}{_END}"
+    rf"|({_SCALAR_TEXT}){_END}"
     r"|(?=[\[{]))"
     rf"|{_END})"
 )
@@ -96,7 +102,7 @@ class _Document:
     def __init__(self, text: str) -> None:
         self.text = text
         self.root: dict[str, Any] = {}
-        self.headed: set[int] = {id(self.root)}  # defined by a [header] or [[header]]
+        self.headed: set[int] = set()  # defined by a [header] or [[header]]
         self.implied: set[int] = set()  # implied by a deeper [header], not yet defined
         self.dotted: set[int] = set()  # made by dotted keys
         self.arrays_of_tables: set[int] = set()
