@@ -72,11 +72,10 @@ def _sources(ws: Workspace, crate: Crate, graph: closure_mod.LockGraph) -> tuple
     return fg.crate_filesets(compiled, ws)  # one rule for every source
 
 
-def closure_commands(members: tuple[str, ...], config: Config, cargo_args: dict[str, str] | None = None) -> list[str]:
-    """cargo_args: each member's `_cargo_args`, when the caller has them already."""
+def closure_commands(cargo_args: dict[str, str]) -> list[str]:
+    """The checks closure's cargo commands: each member's check and test, with its cargo args."""
     lines = []
-    for name in members:
-        args = cargo_args[name] if cargo_args is not None else fg._cargo_args(name, config)  # noqa: SLF001
+    for args in cargo_args.values():
         lines.append(f"cargoWithProfile check {args} {CLOSURE_CHECK_ARGS}")
         lines.append(f"cargoWithProfile test {args} {CLOSURE_TEST_ARGS}")
     return lines
@@ -98,7 +97,7 @@ def build(
     if config.checks_closure:
         extra_env = (("CARGO_PROFILE", fg.nix_str("dev")),)
     base = fg._closure_context(  # noqa: SLF001
-        CLOSURE_ATTR, "checks", members, closure_commands(members, config, cargo_args), everything, ws, config,
+        CLOSURE_ATTR, "checks", members, closure_commands(cargo_args), everything, ws, config,
         lambda_closure=False, extra_env=extra_env,
     )
     if chained:
