@@ -381,13 +381,9 @@ def yaml_block(text: str, indent: int) -> str:
 def _environment() -> jinja2.Environment:
     import jinja2  # noqa: PLC0415 - imported when rendering only, as in flake_gen
 
-    from nixcrate import template_cache  # noqa: PLC0415 - it imports jinja2
-
     # `${{ ... }}` is GitHub's expression syntax: Jinja's own delimiters are moved out of its way.
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(flake_gen.templates_dir())),
-        # compiled nixcrate.yml.j2 from an earlier run; this module's source fingerprints the options and filters below
-        bytecode_cache=template_cache.for_module(__file__),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

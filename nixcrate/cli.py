@@ -6,8 +6,6 @@ their code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +16,6 @@ from nixcrate import __version__
 from nixcrate.errors import Interrupted, NixcrateError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
 
     from nixcrate.generate import InitResult
 
@@ -110,33 +107,17 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 when flake.nix is out of date (for CI).")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when nix/nixcrate is out of date (for CI).")
 @click.option("--force", is_flag=True, help="Replace a generated file you edited (a .bak copy is kept).")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too (e.g. a git dependency without a hash).")
 def init(directory: Path, check: bool, force: bool, strict: bool) -> None:
-    """Generate flake.nix (and nixcrate.toml on the first run) for the workspace in DIRECTORY."""
-    with _no_cycle_collection():
-        from nixcrate.generate import run_init  # noqa: PLC0415
+    """Generate nix/nixcrate (and, where they are missing, flake.nix and nixcrate.toml) for the workspace in DIRECTORY."""
+    from nixcrate.generate import run_init  # noqa: PLC0415
 
-        result = run_init(directory, check=check, force=force)
-        _print_init(result, check=check)
+    result = run_init(directory, check=check, force=force)
+    _print_init(result, check=check)
     if strict and result.warnings:
         raise NixcrateError(f"{len(result.warnings)} warning(s) and --strict was given: fix them, or drop --strict")
-
-
-@contextlib.contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """init allocates a few hundred thousand small objects (parsed manifests, the lock, the
-    flake model) that live until it returns: the cycle collector's repeated passes over them
-    free next to nothing and took ~5% of init at 500 members. Refcounting still frees what
-    init drops; the collector is back on when init returns (in-process callers, tests)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _print_init(result: InitResult, *, check: bool) -> None:
@@ -149,7 +130,7 @@ def _print_init(result: InitResult, *, check: bool) -> None:
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     if check:
-        out.print("flake.nix is up to date with the workspace")
+        out.print("nix/nixcrate is up to date with the workspace")
         return
     for path, action in result.actions:
         out.print(f"{action:>9}  {path}", soft_wrap=True)
@@ -182,6 +163,10 @@ def _print_init(result: InitResult, *, check: bool) -> None:
     for closure_name, applied in result.native_applied:
         for line in applied:
             out.print(f"native ({closure_name}): {line}", soft_wrap=True)
+    if result.wiring:
+        out.print("flake.nix is yours and does not call nixcrate yet: add these lines to it", soft_wrap=True)
+        for line in result.wiring:
+            out.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
 
 
 def main() -> None:
@@ -189,11 +174,6 @@ def main() -> None:
         cli.main(prog_name="nixcrate", standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover - outside click's invoke
         sys.exit(130)
-    finally:
-        # The process ends here. Frozen objects are out of the cycle collector's reach, so the
-        # interpreter's last full collection at exit skips what the command built (~20 ms at
-        # 500 members); the memory goes back to the OS with the process either way.
-        gc.freeze()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ after the plan, which the default --max-jobs depends on. What is not needed to s
 from __future__ import annotations
 
 import contextlib
-import gc
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,9 +79,6 @@ def build_command(
             f.write(report.markdown())
     if verbose:
         console.err.print(f"report ready {time.time() - run.finished:.3f} s after nix exited", markup=False)
-    # The process ends next. Its last garbage collections would walk every object click, rich
-    # and the report made, 0.1 s on a busy machine (measured); frozen objects are skipped.
-    gc.freeze()
 
     if run.interrupted:
         raise Interrupted("interrupted: nix build stopped (partial report above)")

@@ -189,6 +189,12 @@ class LockGraph:
         self._paths[key] = result
         return result
 
+    def direct_in_tree(self, crate: Crate) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The in-tree crates this crate names directly: (normal and build deps, dev-deps), sorted."""
+        tree, edges = self._tree_edges()
+        normal, dev = edges[self._tree_index[crate.name]]
+        return tuple(sorted({tree[j].name for j in normal})), tuple(sorted({tree[j].name for j in dev}))
+
     def _tree_edges(self) -> tuple[list[Crate], list[tuple[list[int], list[int]]]]:
         """In-tree crates sorted by path and, per crate, the indices of the in-tree crates its
         normal and build deps name, and those its dev-deps name. Built once: every output

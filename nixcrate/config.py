@@ -1,4 +1,4 @@
-"""nixcrate.toml: the user's file. Read (fast_toml, tomllib's result) and validated here, once.
+"""nixcrate.toml: the user's file. Read (tomllib) and validated here, once.
 
 Written on the first `init` (commented, every member's detected kind shown), never
 rewritten afterwards: commands that must change it (`nixcrate hashes`) edit it with
@@ -12,7 +12,6 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nixcrate import fast_toml
 from nixcrate.errors import ConfigError
 from nixcrate.workspace import MemberKind
 
@@ -304,7 +303,7 @@ def load(root: Path) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{FILENAME}: not valid UTF-8: save it as UTF-8") from None
     try:
-        data = fast_toml.loads(text)  # tomllib's result, faster for the file init writes
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{FILENAME}: invalid TOML: {exc}: fix the syntax") from None
     except RecursionError:

@@ -67,6 +67,7 @@ class Action(enum.Enum):
     IDENTICAL = "identical"
     UPDATE = "update"
     REPLACE_EDITED = "replace edited (backup kept)"
+    MIGRATE = "replaced by a starter (old file kept as .bak)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +158,7 @@ def apply(plans: list[PlannedWrite]) -> None:
         remove_stale_temps(plan.path.with_name(plan.path.name + ".bak"))
     try:
         for plan in plans:
-            if plan.action is Action.REPLACE_EDITED:
+            if plan.action in (Action.REPLACE_EDITED, Action.MIGRATE):
                 atomic_write(plan.path.with_name(plan.path.name + ".bak"), plan.path.read_bytes())
         for plan in plans:
             if plan.action is not Action.IDENTICAL:

@@ -1,36 +1,43 @@
-"""Workspace -> FlakeContext -> flake.nix.
+"""Workspace -> the Nix nixcrate generates.
 
-`build_context` makes every decision (which outputs, which files each source holds,
-which cargo commands each closure runs); the template only lays the result out.
-The cargo command lines are shared text: the same strings go into the flake and into
-the tests that run them for real, so what is measured is what Nix will run.
+nixcrate's Nix is three things (see docs in README, "What `nixcrate init` generates"):
+
+- `nix/nixcrate/workspace.nix`: *data* about this workspace (crates, their directories and
+  in-tree dependencies, each member's kind, bins and settings, the closures' inputs and env).
+  `build_context` makes every decision and `render_data` lays it out: it grows with members
+  plus edges, never with members times closure size.
+- `nix/nixcrate/default.nix` and its scripts: nixcrate's *logic*, a Nix library shipped
+  verbatim (nixcrate/nix/), which computes each package's sources from that graph.
+- `flake.nix`: the user's. A starter is written only where there is none.
 """
 
 from __future__ import annotations
 
-import bisect
-import json
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nixcrate import closure as closure_mod
-from nixcrate import git_deps
-from nixcrate import native
+from nixcrate import git_deps, native
 from nixcrate.errors import WorkspaceError
-from nixcrate.workspace import Crate, MemberKind
+from nixcrate.workspace import MemberKind
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from pathlib import PurePosixPath
+    from collections.abc import Iterable, Mapping
 
-    from nixcrate.checks import ChecksContext
     from nixcrate.config import Config
-    from nixcrate.workspace import Workspace
+    from nixcrate.workspace import Crate, Workspace
 
-# Files nixcrate writes or that describe CI: never part of a package's source.
-GENERATED = ("flake.nix", "flake.lock", "nixcrate.toml", ".github")
+# Where nixcrate's own files live, relative to the workspace root.
+GENERATED_DIR = "nix/nixcrate"
+DATA_FILE = "workspace.nix"
+# Shipped verbatim from nixcrate/nix/ (the library, its scripts, the flake-parts module).
+LIBRARY_FILES = ("default.nix", "flake-module.nix", "lambda-package.sh", "lambda-verify.sh", "zig-caches.sh")
+
+# Files that are not a crate's source even when they sit inside its directory.
+GENERATED = ("flake.nix", "flake.lock", "nixcrate.toml", ".github", "nix/nixcrate", "target")
 
 SERVICE_CLOSURE = "deployCargoArtifacts"
 LAMBDA_CLOSURE = "lambdaDeployCargoArtifacts"
@@ -38,14 +45,13 @@ LAMBDA_PREFIX = "deploy-lambda-"
 
 _NIX_KEYWORDS = frozenset({"if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"})
 _NIX_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
-_NIX_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._+-]+$")
 
 
 # --------------------------------------------------------------------------- Nix syntax
 
 
 def nix_str(value: str) -> str:
-    """A Nix double-quoted string literal."""
+    """A Nix double-quoted string literal: every string from the user's files goes through here."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
     escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
     return f'"{escaped}"'
@@ -56,40 +62,40 @@ def nix_attr(name: str) -> str:
     return name if _NIX_ID.match(name) and name not in _NIX_KEYWORDS else nix_str(name)
 
 
-def nix_path(rel: PurePosixPath | str) -> str:
-    """A path literal relative to the flake (`./crates/api`), or `(./. + "/odd dir")`."""
-    text = str(rel)
-    if text in ("", "."):
-        return "./."
-    if all(_NIX_PATH_SEGMENT.match(seg) for seg in text.split("/")):
-        return f"./{text}"
-    return f"(./. + {nix_str('/' + text)})"
+class Expr(str):
+    """A Nix expression rendered as it is (`pkgs.openssl`), where a plain str is a string."""
+
+    __slots__ = ()
 
 
-def nix_list(items: Iterable[str], indent: int) -> str:
-    """A Nix list of already-rendered items: `[ ]` when empty, one item a line otherwise."""
-    items = list(items)
-    if not items:
-        return "[ ]"
-    pad = " " * (indent + 2)
-    return "[\n" + "".join(f"{pad}{item}\n" for item in items) + " " * indent + "]"
-
-
-def nix_attrs(pairs: Iterable[tuple[str, str]], indent: int) -> str:
-    """A Nix attribute set of (rendered name, rendered value): `{ }` when empty."""
-    pairs = list(pairs)
-    if not pairs:
-        return "{ }"
-    pad = " " * (indent + 2)
-    return "{\n" + "".join(f"{pad}{k} = {v};\n" for k, v in pairs) + " " * indent + "}"
-
-
-def nix_indented(text: str, indent: int) -> str:
-    """Body of a Nix '' string: escaped, each line indented; ends with a newline."""
-    escaped = text.replace("''", "'''").replace("${", "''${")
+def to_nix(value: object, indent: int = 0, *, inline: bool = True) -> str:
+    """A Nix value in the layout of hand-written Nix: one attribute a line, short lists inline
+    (inline=False: one item a line, as nixfmt lays out a list of several)."""
     pad = " " * indent
-    lines = escaped.rstrip("\n").split("\n")
-    return "".join((pad + line if line else "") + "\n" for line in lines)
+    if isinstance(value, Expr):
+        return str(value)
+    if isinstance(value, str):
+        return nix_str(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        items = [to_nix(v, indent + 2, inline=inline) for v in value]
+        if not items:
+            return "[ ]"
+        one_line = f"[ {' '.join(items)} ]"
+        if (inline or len(items) == 1) and len(one_line) + indent <= 100 and "\n" not in one_line:
+            return one_line
+        return "[\n" + "".join(f"{pad}  {i}\n" for i in items) + f"{pad}]"
+    if isinstance(value, dict):
+        if not value:
+            return "{ }"
+        lines = "".join(f"{pad}  {nix_attr(k)} = {to_nix(v, indent + 2, inline=inline)};\n" for k, v in value.items())
+        return "{\n" + lines + f"{pad}}}"
+    raise TypeError(f"no Nix form for {value!r}")
 
 
 # --------------------------------------------------------------------------- context
@@ -97,77 +103,45 @@ def nix_indented(text: str, indent: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """One package of the flake: a service, a standalone library or a Lambda handler."""
+    """One package nixcrate's library builds: a service, a standalone library or a handler's zip."""
 
-    attr: str  # rendered attribute name
-    name: str  # output name as the user types it
-    pname: str
-    version: str
-    crates: tuple[str, ...]  # fileset expressions of the crate directories compiled
-    member: str
-    cargo_args: str = ""  # cargoExtraArgs, unrendered: what crane passes to cargo
-    comment: str = ""
+    name: str  # the flake output's name
+    member: str  # the member it builds
     has_bins: bool = True  # False for a standalone library's package (an empty $out)
-    # Lambda handlers only
-    build_command: str = ""
-    binary: str = ""  # where the build command leaves the handler binary, from the source root
-    package_shell: str = ""  # the packaging script's body: binary "$1", bootstrap.zip into "$2"
-    package_script: str = ""  # the let-binding holding that script (shared by identical ones)
-    check_shell: str = ""  # the verify script's body: its zip is "$1"
-    check_script: str = ""  # the let-binding holding that script (shared by identical checks)
-
-    @property
-    def cargo_extra_args(self) -> str:
-        """cargoExtraArgs, rendered for the flake."""
-        return nix_str(self.cargo_args)
 
 
 @dataclass(frozen=True, slots=True)
 class ClosureContext:
-    """One deps-only derivation (a closure) as the template renders it."""
+    """One deps-only derivation (a closure): its inputs and env, rendered as Nix."""
 
     attr: str
-    pname: str
-    commands: str  # cargo command lines, one per member
     members: tuple[str, ...]
     native_build_inputs: tuple[str, ...]
     build_inputs: tuple[str, ...]
     env: tuple[tuple[str, str], ...]  # (name, Nix expression)
-    prebuild: str = ""
     native_applied: tuple[str, ...] = ()  # "crate: inputs (reason)", for init's report
     native_unknown: tuple[str, ...] = ()  # -sys crates the table does not know
 
-
-@dataclass(frozen=True, slots=True)
-class ToolchainContext:
-    """The pinned toolchain: rust-overlay's fromRustupToolchainFile on the workspace's file."""
-
-    input_name: str
-    input_url: str  # rendered
-    file: str  # Nix path of rust-toolchain(.toml)
-    display: str  # the file's path and channel, for the comment
-    extra_targets: tuple[str, ...]  # rendered; std the flake links for beyond the file's targets
-    extra_components: tuple[str, ...]  # rendered; what the checks need beyond the file's profile
+    def data(self) -> dict[str, object]:
+        return {
+            "nativeBuildInputs": [Expr(x) for x in self.native_build_inputs],
+            "buildInputs": [Expr(x) for x in self.build_inputs],
+            "env": {k: Expr(v) for k, v in self.env},
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class FlakeContext:
-    """Everything flake.nix.j2 renders: every decision made, values rendered."""
+    """What nixcrate generates for a workspace: the data file's content and what it means."""
 
-    description: str
-    systems: tuple[str, ...]
-    manifests: tuple[str, ...]  # fileset expressions every source includes
-    git_hashes: tuple[tuple[str, str], ...]  # (rendered key, rendered value)
-    services: tuple[Output, ...]
-    lambdas: tuple[Output, ...]
+    data: dict[str, object]  # workspace.nix, as Python values (see to_nix)
+    services: tuple[Output, ...]  # services and standalone libraries, sorted
+    lambdas: tuple[Output, ...]  # one per handler bin, sorted
     service_closure: ClosureContext | None
     lambda_closure: ClosureContext | None
-    stubs: tuple[str, ...] = ()  # rendered; see workspace_stubs
-    packagers: tuple[tuple[str, str], ...] = ()  # (let-binding, script body) zipping the handlers
-    verifiers: tuple[tuple[str, str], ...] = ()  # (let-binding, script body) of the handlers' install checks
-    dev_packages: tuple[str, ...] = ()
-    toolchain: ToolchainContext | None = None  # None: nixpkgs' rustc and cargo
-    checks: ChecksContext | None = None
+    checks_closure: ClosureContext | None
+    systems: tuple[str, ...]
+    toolchain_file: str | None  # the pinned toolchain file, relative to the workspace root
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,54 +188,6 @@ def classify(ws: Workspace, config: Config) -> Classified:
     return Classified(kinds=tuple(sorted(kinds)), excluded=tuple(sorted(config.exclude)), standalone=tuple(sorted(standalone)))
 
 
-# id(ws) -> (ws, {crate name: fileset expression}, crate paths); every output of a workspace asks
-# for the same crates again, and a 100-member workspace has thousands of (output, crate) pairs.
-_FILESETS: dict[int, tuple[Workspace, dict[str, str], list[str]]] = {}
-
-
-def crate_filesets(crates: Iterable[Crate], ws: Workspace) -> tuple[str, ...]:
-    """Each crate's directory, minus crates nested inside it (and generated files at the root)."""
-    cached = _FILESETS.get(id(ws))
-    if cached is None or cached[0] is not ws:
-        _FILESETS.clear()
-        cached = (ws, {}, sorted(c.path.as_posix() for c in ws.crates if c.path.as_posix() != "."))
-        _FILESETS[id(ws)] = cached
-    _, table, paths = cached
-    out = []
-    for crate in crates:
-        expr = table.get(crate.name)
-        if expr is None:
-            expr = table[crate.name] = _compute_fileset(crate, ws, paths)
-        out.append(expr)
-    return tuple(out)
-
-
-def _compute_fileset(crate: Crate, ws: Workspace, paths: list[str]) -> str:
-    here = nix_path(crate.path)
-    root = crate.path.as_posix()
-    prefix = "" if root == "." else root + "/"
-    # paths is sorted: the crates nested in this one are the run that starts with prefix
-    start = bisect.bisect_left(paths, prefix)
-    end = bisect.bisect_left(paths, prefix + "\U0010ffff") if prefix else len(paths)
-    nested = [p for p in paths[start:end] if p != root]
-    minus = [nix_path(p) for p in nested]
-    if root == ".":
-        minus += [f"(lib.fileset.maybeMissing {nix_path(g)})" for g in (*GENERATED, "target")]
-    if not minus:
-        return here
-    return f"(lib.fileset.difference {here} (lib.fileset.unions [ {' '.join(minus)} ]))"
-
-
-def _stub_for(crate: Crate) -> str | None:
-    """A target file that makes cargo accept the manifest when the crate's sources are absent."""
-    if crate.declares_target:
-        return None
-    # Joined as text: the same string as PurePosixPath's `/` gives, at a fraction of its cost.
-    target = "src/lib.rs" if crate.autolib else "src/main.rs"
-    root = crate.path.as_posix()
-    return target if root == "." else f"{root}/{target}"
-
-
 def _member_args(name: str, config: Config) -> str:
     """What nixcrate.toml adds to every cargo command of a member (features, extra args)."""
     member = config.member(name)
@@ -273,109 +199,65 @@ def _member_args(name: str, config: Config) -> str:
     return " ".join(args)
 
 
-def _cargo_args(name: str, config: Config) -> str:
+def cargo_args(name: str, config: Config) -> str:
+    """The arguments every cargo command of a member gets (`--locked -p <name>` and its settings)."""
     return " ".join(filter(None, ["--locked", "-p", name, _member_args(name, config)]))
 
 
-def _sources(crate: Crate, graph: closure_mod.LockGraph, ws: Workspace) -> tuple[str, ...]:
-    """Fileset expressions of the crates a package compiles."""
-    return crate_filesets(graph.path_closure(crate), ws)
+def _stubs_for(crate: Crate) -> tuple[str, ...]:
+    """Target files, relative to the crate, that make cargo accept its manifest when a source
+    leaves the crate's directory out (cargo finds them by convention, so they must exist)."""
+    if crate.declares_target:
+        return ()
+    return ("src/lib.rs" if crate.autolib else "src/main.rs",)
 
 
-def workspace_stubs(ws: Workspace) -> tuple[str, ...]:
-    """Target files of the crates whose manifest declares none: created in a package's
-    source when that crate's directory is left out (see stubTargets in the template)."""
-    return tuple(sorted(s for c in ws.crates if (s := _stub_for(c)) is not None))
+def _nested(crate: Crate, paths: list[str]) -> list[str]:
+    """What a crate's directory holds that is not its source: the crates nested in it, and
+    at the root, the files nixcrate and Nix write."""
+    root = crate.path.as_posix()
+    if root == ".":
+        return sorted({*(p for p in paths if p != "."), *GENERATED})
+    return [p for p in paths if p.startswith(root + "/")]
 
 
-def _extra_src(name: str, config: Config) -> tuple[str, ...]:
-    return tuple(nix_path(p.strip("/")) for p in config.member(name).extra_src)
-
-
-def _env_pairs(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, nix_str(v)) for k, v in pairs))
-
-
-def _service_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph: closure_mod.LockGraph) -> tuple[Output, ...]:
-    outs = []
-    for name in names:
-        crate = ws.crate(name)
-        filesets = _sources(crate, graph, ws)
-        if not crate.bins:
-            comment = f"{crate.manifest}: a library no crate of the workspace depends on, built on its own"
-        elif len(crate.bins) > 1:
-            comment = f"{crate.manifest}: bin {', '.join(b.name for b in crate.bins)}"
-        else:
-            comment = ""
-        outs.append(
-            Output(
-                attr=nix_attr(name),
-                name=name,
-                pname=nix_str(name),
-                version=nix_str(crate.version),
-                crates=filesets + _extra_src(name, config),
-                member=name,
-                cargo_args=_cargo_args(name, config),
-                comment=comment,
-                has_bins=bool(crate.bins),
-            )
-        )
-    return tuple(outs)
-
-
-def _lambda_outputs(ws: Workspace, names: tuple[str, ...], config: Config, graph: closure_mod.LockGraph) -> tuple[Output, ...]:
-    from nixcrate import lambda_pkg  # noqa: PLC0415 - only workspaces with handlers need it
-
-    outs = []
-    seen: dict[str, str] = {}
-    for name in names:
-        crate = ws.crate(name)
-        member = config.member(name)
-        filesets = _sources(crate, graph, ws)
-        for target in crate.bins:
-            out_name = LAMBDA_PREFIX + target.name
-            if out_name in seen:
-                raise WorkspaceError(
-                    f"{crate.manifest}: handler binary '{target.name}' is also a binary of {seen[out_name]}: "
-                    f"both would be {out_name}, rename one [[bin]]"
-                )
-            seen[out_name] = name
-            build = lambda_pkg.zigbuild_command(name, member.arch, config.lambda_glibc, _member_args(name, config), bin=target.name)
-            outs.append(
-                Output(
-                    attr=nix_attr(out_name),
-                    name=out_name,
-                    pname=nix_str(out_name),
-                    version=nix_str(crate.version),
-                    crates=filesets + _extra_src(name, config) + tuple(nix_path(p.strip("/")) for p in member.include),
-                    member=name,
-                    cargo_args=_cargo_args(name, config),
-                    comment=f"{crate.manifest}: bin {target.name}, {lambda_pkg.zig_target(member.arch, config.lambda_glibc)}",
-                    build_command=build,
-                    binary=lambda_pkg.binary_path(member.arch, target.name, config.lambdas.profile_dir),
-                    package_shell=lambda_pkg.package_shell("$1", "$2", member.include),
-                    check_shell=lambda_pkg.check_shell("$1", member.arch, config.lambda_glibc, member.include),
-                )
-            )
-    return tuple(sorted(outs, key=lambda o: o.name))
-
-
-def _share_scripts(outputs: tuple[Output, ...]) -> tuple[tuple[Output, ...], tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
-    """One packaging script per distinct includes and one verify script per distinct (arch,
-    glibc pin, includes): fifteen handlers of one kind share two scripts instead of holding
-    thirty copies in the flake. Returns (outputs naming theirs, packagers, verifiers)."""
-    import dataclasses  # noqa: PLC0415
-
-    packagers = _script_names((o.package_shell for o in outputs), "lambdaPackage")
-    verifiers = _script_names((o.check_shell for o in outputs), "lambdaVerify")
-    shared = tuple(dataclasses.replace(o, package_script=packagers[o.package_shell], check_script=verifiers[o.check_shell]) for o in outputs)
-    return shared, tuple((n, body) for body, n in packagers.items()), tuple((n, body) for body, n in verifiers.items())
-
-
-def _script_names(bodies: Iterable[str], base: str) -> dict[str, str]:
-    """The let-binding of each distinct script body: `base`, or base1, base2… when they differ."""
-    distinct = list(dict.fromkeys(bodies))
-    return {body: base if len(distinct) == 1 else f"{base}{i}" for i, body in enumerate(distinct, 1)}
+def _crates_data(ws: Workspace, config: Config, classified: Classified) -> dict[str, object]:
+    graph = closure_mod.graph_for(ws)
+    paths = sorted(c.path.as_posix() for c in ws.crates)
+    kinds = dict(classified.kinds)
+    data: dict[str, object] = {}
+    for crate in sorted(ws.crates, key=lambda c: c.name):
+        normal, dev = graph.direct_in_tree(crate)
+        entry: dict[str, object] = {"path": crate.path.as_posix()}
+        kind = kinds.get(crate.name)
+        if kind is not None:
+            member = config.member(crate.name)
+            entry["kind"] = kind.value
+            entry["version"] = crate.version
+            if crate.name in classified.standalone:
+                entry["package"] = True
+            if kind is not MemberKind.LIBRARY:
+                entry["bins"] = [b.name for b in crate.bins]
+            if member.features:
+                entry["features"] = list(member.features)
+            if member.cargo_extra_args:
+                entry["cargoExtraArgs"] = member.cargo_extra_args
+            if member.extra_src:
+                entry["extraSrc"] = [p.strip("/") for p in member.extra_src]
+            if kind is MemberKind.LAMBDA:
+                entry["arch"] = member.arch
+                if member.include:
+                    entry["include"] = [p.strip("/") for p in member.include]
+        if normal:
+            entry["deps"] = list(normal)
+        if dev:
+            entry["devDeps"] = list(dev)
+        if nested := _nested(crate, paths):
+            entry["exclude"] = nested
+        if stubs := _stubs_for(crate):
+            entry["stubs"] = list(stubs)
+        data[crate.name] = entry
+    return data
 
 
 def _native(closure: closure_mod.Closure, ws: Workspace, config: Config, *, lambda_closure: bool) -> native.NativeRequirements:
@@ -386,6 +268,10 @@ def _native(closure: closure_mod.Closure, ws: Workspace, config: Config, *, lamb
         overrides=config.native,
         links=native.links_signal(ws),
     )
+
+
+def _env_pairs(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, nix_str(v)) for k, v in pairs))
 
 
 def _member_inputs(names: Iterable[str], config: Config) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
@@ -400,29 +286,25 @@ def _member_inputs(names: Iterable[str], config: Config) -> tuple[tuple[str, ...
     return tuple(sorted(nbi)), tuple(sorted(bi)), _env_pairs(env.items())
 
 
-def _closure_context(
+def closure_context(
     attr: str,
-    pname: str,
     members: tuple[str, ...],
-    commands: list[str],
     closure: closure_mod.Closure,
     ws: Workspace,
     config: Config,
     *,
     lambda_closure: bool,
-    extra_native: tuple[str, ...] = (),
-    extra_env: tuple[tuple[str, str], ...] = (),
-    prebuild: str = "",
+    extra_env: Mapping[str, str] | None = None,
 ) -> ClosureContext:
+    """A closure's inputs and env: the native table's for its crates, nixcrate.toml's for the
+    closure ([services] / [lambda]) and for its members. Packages reusing it get the same."""
     req = _native(closure, ws, config, lambda_closure=lambda_closure)
     # Table inputs read `(pkgs.x or null)`: a package set lacking one (an older or trimmed
     # nixpkgs) skips it instead of failing evaluation; mkDerivation drops nulls. Inputs the
     # user names in nixcrate.toml stay strict, so a typo is an error.
     n_nbi = tuple(f"({x} or null)" for x in req.nix_native_build_inputs())
     n_bi = tuple(f"({x} or null)" for x in req.nix_build_inputs())
-    n_env = tuple(req.nix_env())
     m_nbi, m_bi, m_env = _member_inputs(members, config)
-    # [services] / [lambda] of nixcrate.toml: the whole closure and every package reusing it
     cfg = config.lambdas if lambda_closure else config.services
     c_nbi = tuple(native.nix_attr(a) for a in cfg.native_build_inputs)
     c_bi = tuple(native.nix_attr(a) for a in cfg.build_inputs)
@@ -435,16 +317,14 @@ def _closure_context(
         c_env[f"{profile_env}_CODEGEN_UNITS"] = nix_str(str(cfg.codegen_units))
     if cfg.lto is not None:
         c_env[f"{profile_env}_LTO"] = nix_str(cfg.lto)
-    env = dict(n_env) | dict(extra_env) | c_env | dict(m_env)
+    extra = {k: nix_str(v) for k, v in (extra_env or {}).items()}
+    env = dict(req.nix_env()) | extra | c_env | dict(m_env)
     return ClosureContext(
         attr=attr,
-        pname=nix_str(pname),
-        commands="\n".join(commands),
         members=members,
-        native_build_inputs=tuple(dict.fromkeys((*extra_native, *n_nbi, *c_nbi, *m_nbi))),
+        native_build_inputs=tuple(dict.fromkeys((*n_nbi, *c_nbi, *m_nbi))),
         build_inputs=tuple(dict.fromkeys((*n_bi, *c_bi, *m_bi))),
         env=tuple(sorted(env.items())),
-        prebuild=prebuild,
         native_applied=tuple(
             f"{a.crate}: {', '.join((*a.native_build_inputs, *a.build_inputs, *(k for k, _ in a.env)))} ({a.reason})" for a in req.applied
         ),
@@ -452,26 +332,38 @@ def _closure_context(
     )
 
 
-def _check_output_names(ws: Workspace, services: tuple[str, ...], handlers: tuple[str, ...]) -> None:
-    """A service named like another output would be a duplicate attribute (a Nix parse error) or
-    silently shadowed by `servicePackages // lambdaPackages`."""
+def _check_output_names(ws: Workspace, services: tuple[str, ...], handlers: tuple[str, ...]) -> tuple[Output, ...]:
+    """The handlers' outputs, one per bin. A service named like another output would be
+    silently shadowed (`servicePackages // lambdaPackages`): an error instead."""
     taken = {SERVICE_CLOSURE: "the services' deps closure", LAMBDA_CLOSURE: "the handlers' deps closure"}
+    outputs = []
     for name in handlers:
-        for target in ws.crate(name).bins:
-            taken.setdefault(LAMBDA_PREFIX + target.name, f"handler {name}'s bin {target.name}")
+        crate = ws.crate(name)
+        for target in crate.bins:
+            out_name = LAMBDA_PREFIX + target.name
+            if out_name in taken:
+                raise WorkspaceError(
+                    f"{crate.manifest}: handler binary '{target.name}' is also {taken[out_name]}: "
+                    f"both would be {out_name}, rename one [[bin]]"
+                )
+            taken[out_name] = f"handler {name}'s bin {target.name}"
+            outputs.append(Output(out_name, name))
     for name in services:
         if name in taken:
             raise WorkspaceError(
                 f"{ws.crate(name).manifest}: package name '{name}' is also the flake output of {taken[name]}: rename the package"
             )
+    return tuple(sorted(outputs, key=lambda o: o.name))
 
 
 def build_context(
     ws: Workspace, config: Config, classified: Classified | None = None, report: closure_mod.ClosureReport | None = None
 ) -> FlakeContext:
-    """report: closure_mod.analyse of the classified services and handlers, when the caller has it."""
+    """Every decision about the workspace. report: closure_mod.analyse of the classified
+    services and handlers, when the caller has it."""
+    from nixcrate import lambda_pkg  # noqa: PLC0415 - it imports pyelftools lazily, but is large
+
     classified = classified or classify(ws, config)
-    graph = closure_mod.graph_for(ws)
     services = classified.packaged()
     handlers = classified.of(MemberKind.LAMBDA)
     if not classified.of(MemberKind.SERVICE) and not handlers:
@@ -479,94 +371,94 @@ def build_context(
             "Cargo.toml: no member builds a service or a Lambda handler (none has a bin target): "
             "add one, or set members.<name>.kind in nixcrate.toml"
         )
-    _check_output_names(ws, services, handlers)
+    lambda_outputs = _check_output_names(ws, services, handlers)
     if report is None:
         report = closure_mod.analyse(ws, [ws.crate(n) for n in services], [ws.crate(n) for n in handlers])
+    for name in handlers:
+        lambda_pkg.zig_target(config.member(name).arch, config.lambda_glibc)  # a bad arch or pin: one-line error
 
     service_closure = None
     if services:
-        commands = [f"cargoWithProfile build {_cargo_args(n, config)}" for n in services]
-        env = (("CARGO_PROFILE_RELEASE_OPT_LEVEL", nix_str(config.service_opt_level)),) if config.service_opt_level else ()
-        service_closure = _closure_context(
-            SERVICE_CLOSURE, "deploy", services, commands, report.services, ws, config, lambda_closure=False, extra_env=env
-        )
+        opt = {"CARGO_PROFILE_RELEASE_OPT_LEVEL": config.service_opt_level} if config.service_opt_level else {}
+        service_closure = closure_context(SERVICE_CLOSURE, services, report.services, ws, config, lambda_closure=False, extra_env=opt)
     lambda_closure = None
     if handlers:
-        from nixcrate import lambda_pkg  # noqa: PLC0415
-
-        commands = [
-            lambda_pkg.zigbuild_command(
-                n, config.member(n).arch, config.lambda_glibc, _member_args(n, config)
-            )
-            for n in handlers
-        ]
-        arches = sorted({config.member(n).arch for n in handlers})
         env: dict[str, str] = {}
-        for arch in arches:
+        for arch in sorted({config.member(n).arch for n in handlers}):
             env.update(lambda_pkg.build_env(arch, config.lambda_opt_level))
-        lambda_closure = _closure_context(
-            LAMBDA_CLOSURE,
-            "lambda-deploy",
-            handlers,
-            commands,
-            report.lambdas,
-            ws,
-            config,
-            lambda_closure=True,
-            extra_native=("pkgs.cargo-zigbuild", "pkgs.zig", "pkgs.zip"),
-            extra_env=_env_pairs(env.items()),
-            prebuild=lambda_pkg.prebuild_shell(),
-        )
+        lambda_closure = closure_context(LAMBDA_CLOSURE, handlers, report.lambdas, ws, config, lambda_closure=True, extra_env=env)
 
-    lambda_outputs, packagers, verifiers = _share_scripts(_lambda_outputs(ws, handlers, config, graph) if handlers else ())
-    from nixcrate import checks as checks_mod  # noqa: PLC0415 - it builds on this module
-
-    checks = checks_mod.build(ws, config, classified.of_any(), service_closure, lambda_outputs)
+    checks_closure = _checks_closure(ws, config, classified, service_closure)
     toolchain = _toolchain(ws, config, handlers)
-
-    manifests = ["./Cargo.toml", "./Cargo.lock"]
-    # c.manifest as text (c.path / "Cargo.toml" builds a PurePosixPath per crate, ~3 ms at 500)
-    manifests += [nix_path(f"{root}/Cargo.toml") for c in ws.crates if (root := c.path.as_posix()) != "."]
-    manifests += [nix_path(p) for p in ws.cargo_configs]
-    name = ws.root.name or "workspace"
+    closures: dict[str, object] = {}
+    if service_closure is not None:
+        closures["services"] = service_closure.data()
+    if lambda_closure is not None:
+        closures["lambdas"] = lambda_closure.data() | {
+            "glibc": config.lambda_glibc,
+            "profileDir": config.lambdas.profile_dir,
+        }
+    closures["checks"] = checks_closure.data() | {"chained": service_closure is not None and not config.checks_closure}
+    data: dict[str, object] = {
+        "crates": _crates_data(ws, config, classified),
+        "closures": closures,
+        "cargoConfigs": [p.as_posix() for p in ws.cargo_configs],
+        "nextestConfig": ws.nextest_config.as_posix() if ws.nextest_config else None,
+        "gitHashes": dict(git_deps.status(ws.lock, config.git_hashes).hashes),
+        "toolchain": toolchain,
+    }
     return FlakeContext(
-        description=nix_str(f"{name}: services and Lambda handlers built with crane (generated by nixcrate)"),
-        systems=tuple(nix_str(s) for s in config.systems),
-        manifests=tuple(manifests),
-        git_hashes=tuple((nix_str(k), nix_str(v)) for k, v in git_deps.status(ws.lock, config.git_hashes).hashes),
-        services=_service_outputs(ws, services, config, graph),
+        data=data,
+        services=tuple(Output(n, n, has_bins=n not in classified.standalone) for n in services),
         lambdas=lambda_outputs,
         service_closure=service_closure,
         lambda_closure=lambda_closure,
-        stubs=tuple(nix_str(st) for st in workspace_stubs(ws)),
-        packagers=packagers,
-        verifiers=verifiers,
-        dev_packages=("pkgs.cargo-zigbuild", "pkgs.zig") if handlers else (),
-        toolchain=toolchain,
-        checks=checks,
+        checks_closure=checks_closure,
+        systems=config.systems,
+        toolchain_file=toolchain["file"] if toolchain else None,  # type: ignore[index]
     )
 
 
-def _toolchain(ws: Workspace, config: Config, handlers: tuple[str, ...]) -> ToolchainContext | None:
+def _checks_closure(ws: Workspace, config: Config, classified: Classified, service_closure: ClosureContext | None) -> ClosureContext:
+    """The closure the checks reuse. Chained on the deploy closure by default: the deploy
+    closure's inputs and env first and unchanged, so its rlibs stay fresh; with `[checks]
+    closure = true`, standalone in the dev profile."""
+    members = classified.of_any()
+    graph = closure_mod.graph_for(ws)
+    everything = closure_mod.closure_of(graph, [ws.crate(n) for n in members])
+    extra = {"CARGO_PROFILE": "dev"} if config.checks_closure else None
+    base = closure_context("checkCargoArtifacts", members, everything, ws, config, lambda_closure=False, extra_env=extra)
+    if service_closure is None or config.checks_closure:
+        return base
+    return ClosureContext(
+        attr=base.attr,
+        members=base.members,
+        native_build_inputs=tuple(dict.fromkeys((*service_closure.native_build_inputs, *base.native_build_inputs))),
+        build_inputs=tuple(dict.fromkeys((*service_closure.build_inputs, *base.build_inputs))),
+        env=tuple(sorted((dict(base.env) | dict(service_closure.env)).items())),
+        native_applied=base.native_applied,
+        native_unknown=base.native_unknown,
+    )
+
+
+def _toolchain(ws: Workspace, config: Config, handlers: tuple[str, ...]) -> dict[str, object] | None:
     from nixcrate import toolchain as toolchain_mod  # noqa: PLC0415
 
     # Every std a handler links for; services build for the host, whose std rust-overlay adds.
     link_targets: set[str] = set()
     if handlers:
-        from nixcrate import lambda_pkg  # noqa: PLC0415 - only workspaces with handlers need it
+        from nixcrate import lambda_pkg  # noqa: PLC0415
 
         link_targets = {lambda_pkg.get_arch(config.member(n).arch).triple for n in handlers}
     choice = toolchain_mod.choose(config.toolchain, ws.toolchain_file, ws.root, link_targets=link_targets, with_checks=True)
     if choice is None:
         return None
-    return ToolchainContext(
-        input_name=toolchain_mod.INPUT,
-        input_url=nix_str(toolchain_mod.INPUT_URL),
-        file=nix_path(choice.file.path),
-        display=f"{choice.file.path} (channel {choice.file.channel})",
-        extra_targets=tuple(nix_str(t) for t in choice.extra_targets),
-        extra_components=tuple(nix_str(c) for c in choice.extra_components),
-    )
+    return {
+        "file": choice.file.path.as_posix(),
+        "channel": choice.file.channel,
+        "extraTargets": list(choice.extra_targets),
+        "extraComponents": list(choice.extra_components),
+    }
 
 
 # --------------------------------------------------------------------------- rendering
@@ -575,35 +467,49 @@ def _toolchain(ws: Workspace, config: Config, handlers: tuple[str, ...]) -> Tool
 def templates_dir() -> Path:
     """The shipped templates: inside the wheel (nixcrate.templates) or templates/ of a checkout."""
     checkout = Path(__file__).resolve().parent.parent / "templates"
-    if (checkout / "flake.nix.j2").is_file():
+    if (checkout / "workspace.nix.j2").is_file():
         return checkout
-    import importlib.resources  # noqa: PLC0415
-
-    return Path(str(importlib.resources.files("nixcrate.templates")))
+    return Path(str(resources.files("nixcrate.templates")))
 
 
-def _environment():  # type: ignore[no-untyped-def]  # jinja2 is imported lazily: init's speed matters
+def _environment():  # type: ignore[no-untyped-def]  # jinja2 is imported lazily: `lambda verify` never needs it
     import jinja2  # noqa: PLC0415
-
-    from nixcrate import template_cache  # noqa: PLC0415 - it imports jinja2
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
-        # compiled flake.nix.j2 from an earlier run; this module's source fingerprints the options and filters below
-        bytecode_cache=template_cache.for_module(__file__),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,  # noqa: S701 - Nix, not HTML; values are escaped by nix_str
     )
-    env.filters["nix_indented"] = nix_indented
+    env.filters["nix"] = to_nix
     env.filters["nix_str"] = nix_str
-    env.filters["nix_list"] = nix_list
-    env.filters["nix_attrs"] = nix_attrs
-    env.filters["tojson"] = json.dumps
     return env
 
 
-def render(context: FlakeContext) -> str:
-    return str(_environment().get_template("flake.nix.j2").render(ctx=context))
+def render_data(context: FlakeContext) -> str:
+    """nix/nixcrate/workspace.nix (without the header)."""
+    return str(_environment().get_template("workspace.nix.j2").render(d=context.data))
+
+
+def render_starter(context: FlakeContext) -> str:
+    """The starter flake.nix, written only where the workspace has none: the user's from then on."""
+    return str(_environment().get_template("flake.nix.j2").render(ctx=context, dir=GENERATED_DIR))
+
+
+def library_files() -> dict[str, str]:
+    """nixcrate's Nix library and scripts, as shipped: file name -> text."""
+    base = resources.files("nixcrate") / "nix"
+    return {name: (base / name).read_text(encoding="utf-8") for name in LIBRARY_FILES}
+
+
+def wiring_lines(context: FlakeContext) -> tuple[str, ...]:
+    """What a hand-written flake.nix needs to call nixcrate's library (printed by init)."""
+    extra = ' rust-overlay = inputs.rust-overlay;' if context.toolchain_file else ""
+    return (
+        'inputs.crane.url = "github:ipetkov/crane";'
+        + (' inputs.rust-overlay = { url = "github:oxalica/rust-overlay"; inputs.nixpkgs.follows = "nixpkgs"; };' if extra else ""),
+        f"nixcrate = import ./{GENERATED_DIR} {{ inherit pkgs; inherit (inputs) crane;{extra} }};  # per system",
+        "packages = nixcrate.packages; checks = nixcrate.checks; devShells.default = nixcrate.devShell;",
+    )

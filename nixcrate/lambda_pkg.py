@@ -23,6 +23,7 @@ import shlex
 import stat
 import zipfile
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -154,24 +155,9 @@ def _check_includes(includes: Iterable[str]) -> tuple[str, ...]:
 
 
 def prebuild_shell() -> str:
-    """Bash run before cargo in BOTH the deps closure and each handler build.
-
-    Every cache zig and cargo-zigbuild write goes under $TMPDIR (sandbox $HOME,
-    /homeless-shelter, is read-only), at the same path in both builds, so the linker wrapper
-    path cargo fingerprints is identical and the handler build reuses the closure's rlibs.
-    """
-    return """\
-# nixcrate: zig and cargo-zigbuild caches under $TMPDIR (the sandbox $HOME is read-only).
-# The same paths in the deps closure and the handler build: cargo fingerprints the path of
-# cargo-zigbuild's linker wrapper, which lives in $CARGO_ZIGBUILD_CACHE_DIR.
-if [ -z "$TMPDIR" ]; then export TMPDIR=/tmp; fi
-export HOME="$TMPDIR/.nixcrate-home"
-export XDG_CACHE_HOME="$TMPDIR/.nixcrate-cache"
-export ZIG_GLOBAL_CACHE_DIR="$XDG_CACHE_HOME/zig-global"
-export ZIG_LOCAL_CACHE_DIR="$XDG_CACHE_HOME/zig-local"
-export CARGO_ZIGBUILD_CACHE_DIR="$XDG_CACHE_HOME/cargo-zigbuild"
-mkdir -p "$HOME" "$ZIG_GLOBAL_CACHE_DIR" "$ZIG_LOCAL_CACHE_DIR" "$CARGO_ZIGBUILD_CACHE_DIR"
-"""
+    """Bash run before cargo in BOTH the deps closure and each handler build: sources the
+    library's zig-caches.sh (zig's caches under $TMPDIR, at the same paths in both builds)."""
+    return f"source {shlex.quote(str(script_path('zig-caches.sh')))}\n"
 
 
 def build_env(arch: str, opt_level: str) -> dict[str, str]:
@@ -214,48 +200,17 @@ def binary_path(arch: str, bin: str, profile_dir: str = "release") -> str:  # no
     return f"target/{get_arch(arch).triple}/{profile_dir}/{bin}"
 
 
-def package_shell(binary: str, out_dir: str, includes: tuple[str, ...] = ()) -> str:
-    """Bash writing "$out_dir/bootstrap.zip", bit-for-bit reproducible.
+def script_path(name: str) -> Path:
+    """A script of nixcrate's Nix library (nixcrate/nix/), as shipped: what every handler build runs."""
+    return Path(str(resources.files("nixcrate") / "nix" / name))
 
-    One `bootstrap` entry (0755) plus each include (relative to the current directory, the
-    source root) at its relative path, like `cargo lambda build --include`. Modes are
-    normalized (0755 if any execute bit, else 0644), symlinks dereferenced, every mtime set to
-    1980-01-01 UTC, entries sorted in the C locale, no directory entries, `zip -X` (no uid/gid
-    or extended-timestamp fields). `binary` and `out_dir` are shell words: `$out` expands.
-    """
-    incs = _check_includes(includes)
-    lines = [
-        "(",
-        "set -euo pipefail",
-        "export TZ=UTC LC_ALL=C",
-        f"nc_bin={_dq(binary)}",
-        f"nc_out={_dq(out_dir)}",
-        'nc_stage="$(mktemp -d)"',
-        "trap 'rm -rf \"$nc_stage\"' EXIT",
-        'cp -L -- "$nc_bin" "$nc_stage/bootstrap"',
-    ]
-    for inc in incs:
-        q = _lit(inc)
-        lines.append(
-            f'if [ ! -e {q} ]; then echo "include "{q}": not found under $(pwd): fix the include list" >&2; exit 1; fi'
-        )
-        lines.append(f'cp -R -L --parents -- {q} "$nc_stage/"')
-    lines += [
-        'chmod -R u+w "$nc_stage"',
-        'find "$nc_stage" -type d -exec chmod 0755 {} +',
-        'find "$nc_stage" -type f -perm /111 -exec chmod 0755 {} +',
-        'find "$nc_stage" -type f ! -perm /111 -exec chmod 0644 {} +',
-        'chmod 0755 "$nc_stage/bootstrap"',
-        f'find "$nc_stage" -exec touch -h -d @{ZIP_EPOCH} {{}} +',
-        'mkdir -p "$nc_out"',
-        'nc_zip="$(cd "$nc_out" && pwd)/bootstrap.zip"',
-        'rm -f "$nc_zip" "$nc_zip.tmp"',
-        # zip appends to an existing archive, so build aside and move into place.
-        '(cd "$nc_stage" && find . -type f | sed \'s|^\\./||\' | sort | zip -X -D -q -9 "$nc_zip.tmp" -@)',
-        'mv "$nc_zip.tmp" "$nc_zip"',
-        ")",
-    ]
-    return "\n".join(lines) + "\n"
+
+def package_shell(binary: str, out_dir: str, includes: tuple[str, ...] = ()) -> str:
+    """Bash writing "$out_dir/bootstrap.zip" with the library's lambda-package.sh, as a handler
+    build does: one `bootstrap` (0755) plus each include, bit-for-bit reproducible.
+    `binary` and `out_dir` are shell words: `$out` expands."""
+    words = [_dq(binary), _dq(out_dir), *(_lit(i) for i in _check_includes(includes))]
+    return f"bash {shlex.quote(str(script_path('lambda-package.sh')))} {' '.join(words)}\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -638,174 +593,13 @@ def verify(
     )
 
 
-# --- check_shell (unzip + readelf, for installCheckPhase) ------------------------------------
+# --- check_shell (unzip + readelf, as the handler builds run it) -----------------------------
 
 
 def check_shell(zip_path: str, arch: str, glibc: str, includes: tuple[str, ...] = ()) -> str:
-    """Bash applying `verify`'s rules with unzip and readelf: a bad binary fails the build.
-
-    Prints the same problem lines as `nixcrate lambda verify` to stderr and exits 1.
-    `zip_path` is a shell word: `$out/bootstrap.zip` expands.
-    """
-    target = get_arch(arch)
-    _check_glibc(glibc)
-    incs = _check_includes(includes)
-    fix_link = _fix_link(target, glibc)
-    fix_rebuild = _FIX_REBUILD.format(target=zig_target(arch, glibc))
-    allowed = " ".join((*_GLIBC_LIBS, PurePosixPath(target.interpreter).name))
-    abi_cases = "\n".join(f"        {_lit(k)}) nc_implied={v} ;;" for k, v in _GLIBC_ABI_VERSIONS.items())
-    q = _lit
-    return f"""\
-(
-set -u
-export LC_ALL=C
-nc_zip={_dq(zip_path)}
-nc_pin={glibc}
-nc_failed=0
-nc_problem() {{
-  printf '%s: %s; fix: %s [%s]\\n' "$nc_zip" "$2" "$3" "$1" >&2
-  nc_failed=1
-}}
-if [ ! -f "$nc_zip" ]; then
-  echo "error: $nc_zip: no such file: pass the bootstrap.zip path (nix build puts it under result/)" >&2
-  exit 1
-fi
-nc_entries="$(unzip -Z1 "$nc_zip" 2>/dev/null)"
-nc_rc=$?
-if [ "$nc_rc" -eq 1 ] && [ "$nc_entries" = "Empty zipfile." ]; then
-  nc_entries=
-elif [ "$nc_rc" -ne 0 ]; then
-  echo "error: $nc_zip: not a zip file (unzip exit status $nc_rc): "{q(fix_rebuild)} >&2
-  exit 1
-fi
-nc_includes={q(chr(10).join(incs))}
-nc_is_included() {{
-  while IFS= read -r nc_inc; do
-    [ -n "$nc_inc" ] || continue
-    case "$1" in
-      "$nc_inc" | "$nc_inc/" | "$nc_inc/"*) return 0 ;;
-      */) case "$nc_inc" in "$1"*) return 0 ;; esac ;;
-    esac
-  done <<< "$nc_includes"
-  return 1
-}}
-while IFS= read -r nc_dup; do
-  [ -n "$nc_dup" ] || continue
-  nc_problem duplicate-entry "entry $nc_dup appears twice" "rebuild the zip from scratch"
-done <<< "$(printf '%s\\n' "$nc_entries" | uniq -d)"
-if ! printf '%s\\n' "$nc_entries" | grep -qx bootstrap; then
-  nc_problem missing-bootstrap "no 'bootstrap' entry at the zip root" "package the handler binary as 'bootstrap'"
-fi
-while IFS= read -r nc_entry; do
-  [ -n "$nc_entry" ] || continue
-  [ "$nc_entry" != bootstrap ] || continue
-  nc_is_included "$nc_entry" && continue
-  nc_problem extra-entry "undeclared entry $nc_entry" "remove it, or declare it with --include / lambda.include"
-done <<< "$(printf '%s\\n' "$nc_entries" | sort -u)"
-while IFS= read -r nc_inc; do
-  [ -n "$nc_inc" ] || continue
-  nc_found=0
-  while IFS= read -r nc_entry; do
-    case "$nc_entry" in "$nc_inc" | "$nc_inc/"*) nc_found=1 ;; esac
-  done <<< "$nc_entries"
-  [ "$nc_found" -eq 1 ] || nc_problem missing-include "declared include $nc_inc is not in the zip" "add it to the zip"
-done <<< "$nc_includes"
-nc_total="$(unzip -Zt "$nc_zip" 2>/dev/null | awk '{{print $3}}')"
-if [ -n "$nc_total" ] && [ "$nc_total" -gt {LAMBDA_UNZIPPED_LIMIT} ]; then
-  nc_problem too-large "unzipped size $nc_total bytes is above Lambda's {LAMBDA_UNZIPPED_LIMIT}" "drop includes or use a container image"
-fi
-if printf '%s\\n' "$nc_entries" | grep -qx bootstrap; then
-  nc_mode="$(unzip -Z "$nc_zip" bootstrap 2>/dev/null | awk 'NR==1 {{print $1, $3}}')"
-  nc_perm="$(echo "$nc_mode" | cut -d' ' -f1)"
-  if [ "$(echo "$nc_mode" | cut -d' ' -f2)" != unx ]; then nc_perm=unrecorded; fi
-  if [ "$nc_perm" != "-rwxr-xr-x" ]; then
-    nc_problem bootstrap-mode "bootstrap has mode $nc_perm, not -rwxr-xr-x" "zip a regular file with mode 0755 (package_shell does)"
-  fi
-  case "$nc_perm" in l* | d*) nc_elf_checks=0 ;; *) nc_elf_checks=1 ;; esac
-  nc_tmp="$(mktemp -d)"
-  trap 'rm -rf "$nc_tmp"' EXIT
-  nc_bin="$nc_tmp/bootstrap"
-  if [ "$nc_elf_checks" -eq 1 ] && ! unzip -p "$nc_zip" bootstrap > "$nc_bin"; then
-    echo "error: $nc_zip: cannot read bootstrap: rebuild the zip" >&2
-    exit 1
-  fi
-  if [ "$nc_elf_checks" -eq 1 ] && ! readelf -h "$nc_bin" > "$nc_tmp/h" 2>/dev/null; then
-    nc_problem not-elf "bootstrap is not an ELF executable" {q(fix_rebuild)}
-    nc_elf_checks=0
-  fi
-  if [ "$nc_elf_checks" -eq 1 ]; then
-    nc_class="$(sed -n 's/^ *Class: *ELF\\([0-9]*\\)$/\\1/p' "$nc_tmp/h")"
-    if [ "$nc_class" != 64 ]; then
-      nc_problem wrong-class "bootstrap is ELF$nc_class, not ELF64" {q(fix_link)}
-    fi
-    nc_machine="$(sed -n 's/^ *Machine: *//p' "$nc_tmp/h")"
-    if [ "$nc_machine" != {q(_READELF_MACHINE[target.elf_machine])} ]; then
-      nc_problem wrong-machine "bootstrap is built for $nc_machine, not "{q(_READELF_MACHINE[target.elf_machine] + f" ({target.name})")} {q(f"build for {target.triple}, or deploy with --arch matching the binary")}
-    fi
-    nc_interp="$(readelf -l -W "$nc_bin" 2>/dev/null | sed -n 's/.*\\[Requesting program interpreter: \\(.*\\)\\]$/\\1/p')"
-    case "$nc_interp" in
-      "")
-        nc_problem no-interpreter "bootstrap has no program interpreter (static?)" "link dynamically against glibc: "{q(fix_link)} ;;
-      */nix/store*)
-        nc_problem nix-store-interpreter "bootstrap's interpreter is $nc_interp, which Lambda does not have" {q(f"{fix_link} (its interpreter is {target.interpreter})")} ;;
-      {q(target.interpreter)}) ;;
-      *)
-        nc_problem wrong-interpreter "bootstrap's interpreter is $nc_interp, not "{q(target.interpreter)} {q(fix_link)} ;;
-    esac
-    readelf -d -W "$nc_bin" > "$nc_tmp/d" 2>/dev/null
-    for nc_kind in RPATH RUNPATH; do
-      while IFS= read -r nc_path; do
-        [ -n "$nc_path" ] || continue
-        case "$nc_path" in
-          */nix/store*)
-            nc_problem nix-store-rpath "bootstrap's $nc_kind is $nc_path, a Nix store path Lambda does not have" {q(f"{fix_link}, or 'patchelf --remove-rpath'")} ;;
-        esac
-      done <<< "$(sed -n "s/.*($nc_kind) *Library [a-z]*: \\[\\(.*\\)\\]$/\\1/p" "$nc_tmp/d")"
-    done
-    nc_allowed={q(allowed)}
-    while IFS= read -r nc_lib; do
-      [ -n "$nc_lib" ] || continue
-      case " $nc_allowed " in
-        *" $nc_lib "*) ;;
-        *) nc_problem needed-library "bootstrap needs $nc_lib, which the Lambda runtime does not provide" "link it statically (e.g. a -sys crate's 'vendored'/'static' feature)" ;;
-      esac
-    done <<< "$(sed -n 's/.*(NEEDED) *Shared library: \\[\\(.*\\)\\]$/\\1/p' "$nc_tmp/d")"
-    readelf -V -W "$nc_bin" 2>/dev/null \\
-      | awk '/^Version needs section/ {{inr=1; next}} /^Version [a-z]+ section/ {{inr=0}} inr {{for (i = 1; i < NF; i++) if ($i == "Name:") print $(i+1)}}' \\
-      | grep '^GLIBC_' | sort -u > "$nc_tmp/versions"
-    readelf --dyn-syms -W "$nc_bin" 2>/dev/null \\
-      | awk 'NF >= 8 {{ n = index($8, "@"); if (n > 0) {{ v = substr($8, n + 1); sub(/^@/, "", v); print v, substr($8, 1, n - 1) }} }}' \\
-      | sort -u > "$nc_tmp/symbols"
-    {{ grep -E '^GLIBC_[0-9]+(\\.[0-9]+)+$' "$nc_tmp/versions" | sort -t_ -k2,2V; grep -vE '^GLIBC_[0-9]+(\\.[0-9]+)+$' "$nc_tmp/versions" | sort; }} > "$nc_tmp/ordered"
-    while IFS= read -r nc_ver; do
-      [ -n "$nc_ver" ] || continue
-      nc_implied=
-      case "$nc_ver" in
-{abi_cases}
-        *) if echo "$nc_ver" | grep -qE '^GLIBC_[0-9]+(\\.[0-9]+)+$'; then nc_implied="$(echo "$nc_ver" | sed 's/^GLIBC_//')"; fi ;;
-      esac
-      if [ -z "$nc_implied" ]; then
-        nc_problem glibc-private "bootstrap needs $nc_ver, which no Lambda glibc promises" {q(fix_link)}
-        continue
-      fi
-      if [ "$(printf '%s\\n%s\\n' "$nc_implied" "$nc_pin" | sort -V | tail -n 1)" = "$nc_pin" ]; then
-        continue
-      fi
-      nc_syms="$(awk -v v="$nc_ver" '$1 == v {{print $2}}' "$nc_tmp/symbols" | sort -u)"
-      nc_count="$(printf '%s' "$nc_syms" | grep -c . || true)"
-      if [ "$nc_count" -eq 0 ]; then
-        nc_shown="no symbol"
-      else
-        nc_shown="$(printf '%s\\n' "$nc_syms" | head -n {_SYMBOLS_SHOWN} | paste -sd, - | sed 's/,/, /g')"
-        if [ "$nc_count" -gt {_SYMBOLS_SHOWN} ]; then nc_shown="$nc_shown, +$((nc_count - {_SYMBOLS_SHOWN})) more"; fi
-      fi
-      nc_problem glibc-too-new "bootstrap needs $nc_ver (glibc $nc_implied, above the $nc_pin pin) for $nc_shown" {q(fix_link)}
-    done < "$nc_tmp/ordered"
-    nc_max="$(grep -E '^GLIBC_[0-9]+(\\.[0-9]+)+$' "$nc_tmp/versions" | sed 's/^GLIBC_//' | sort -V | tail -n 1)"
-    echo "$nc_zip: max GLIBC version required: $nc_max (pin {glibc})" >&2
-  fi
-fi
-if [ "$nc_failed" -ne 0 ]; then exit 1; fi
-echo "$nc_zip: ok (bootstrap for {target.name}, glibc <= {glibc})"
-) || exit 1
-"""
+    """Bash applying `verify`'s rules with unzip and readelf (the library's lambda-verify.sh, as
+    each handler's zip derivation runs it): the same problem lines on stderr, exit 1.
+    `zip_path` is a shell word: `$out/bootstrap.zip` expands."""
+    get_arch(arch)
+    words = [_dq(zip_path), arch, _check_glibc(glibc), *(_lit(i) for i in _check_includes(includes))]
+    return f"bash {shlex.quote(str(script_path('lambda-verify.sh')))} {' '.join(words)}\n"

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nixcrate import fast_toml
 from nixcrate.config import FILENAME, NativeOverride
 from nixcrate.errors import ConfigError
 
@@ -380,7 +379,7 @@ def _flag(value: Any, where: str) -> bool:
 def load_table() -> NativeTable:
     """The table shipped in the package, read once."""
     text = importlib.resources.files("nixcrate.data").joinpath(TABLE_FILE).read_text(encoding="utf-8")
-    return parse_table(fast_toml.loads(text))
+    return parse_table(tomllib.loads(text))
 
 
 def _override_entry(crate: str, ov: NativeOverride, base: NativeEntry | None) -> NativeEntry:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from nixcrate import fast_toml
 from nixcrate import toolchain as toolchain_mod
 from nixcrate.errors import LockfileError, ManifestError, WorkspaceError
 
@@ -184,9 +183,7 @@ def _read_toml(path: str | Path, display: str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{display}: not valid UTF-8 (byte {exc.start}): save it as UTF-8") from None
     try:
-        # Manifests written the usual way are read ~3x faster by fast_toml; it leaves
-        # everything else to tomllib, which also words any syntax error.
-        return fast_toml.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message ends with "(at line L, column C)"; keep it, it is what the user needs.
         raise ManifestError(f"{display}: invalid TOML: {exc}: fix the syntax (cargo would reject it too)") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import shutil
 import subprocess
 import time
 import zipfile
@@ -81,14 +82,6 @@ def test_build_env_is_static_and_leaves_aws_lc_to_the_native_table():
 
 def test_prebuild_shell_puts_every_cache_under_tmpdir():
     text = lambda_pkg.prebuild_shell()
-    for var in (
-        "HOME",
-        "XDG_CACHE_HOME",
-        "ZIG_GLOBAL_CACHE_DIR",
-        "ZIG_LOCAL_CACHE_DIR",
-        "CARGO_ZIGBUILD_CACHE_DIR",
-    ):
-        assert f"export {var}=" in text
     proc = subprocess.run(
         ["bash", "-c", text + 'env | grep -E "^(HOME|XDG_CACHE_HOME|ZIG_|CARGO_ZIGBUILD)" | sort'],
         env={"PATH": os.environ["PATH"], "TMPDIR": "/tmp/nixcrate-sbx-unit", "HOME": "/homeless-shelter"},
@@ -101,16 +94,13 @@ def test_prebuild_shell_puts_every_cache_under_tmpdir():
     assert all(v.startswith("/tmp/nixcrate-sbx-unit/") for v in values.values()), values
 
 
-def test_snippets_drop_into_a_nix_indented_string_unescaped():
-    snippets = [
-        lambda_pkg.prebuild_shell(),
-        lambda_pkg.package_shell("$bin", "$out", ("static", "it's", "a b")),
-        lambda_pkg.check_shell("$out/bootstrap.zip", "arm64", "2.34", ("static", "x'")),
-    ]
-    for text in snippets:
-        assert "${" not in text
-        assert "''" not in text
-        subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+def test_shipped_scripts_are_shellcheck_clean():
+    """The library's scripts are what every handler build runs: shellcheck finds nothing."""
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (scripts/test installs it)")
+    scripts = [str(lambda_pkg.script_path(n)) for n in ("lambda-package.sh", "lambda-verify.sh", "zig-caches.sh")]
+    proc = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout
 
 
 @pytest.mark.parametrize("include", ["/etc/passwd", "../up", "bootstrap", ".", ""])

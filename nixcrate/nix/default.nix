@@ -1,0 +1,508 @@
+# nixcrate's Nix library: build a Cargo workspace with crane from the data in ./workspace.nix.
+#
+# nixcrate ships this file verbatim (see NIXCRATE_LIB_VERSION below) and `nixcrate init`
+# rewrites it with the rest of this directory; your flake.nix calls it:
+#
+#   nixcrate = import ./nix/nixcrate { inherit pkgs crane; };
+#   packages = nixcrate.packages;  checks = nixcrate.checks;  devShells.default = nixcrate.devShell;
+#
+# What it builds, and why it is built that way:
+#
+# - One deps-only closure for the services (`deployCargoArtifacts`) and one for the Lambda
+#   handlers (`lambdaDeployCargoArtifacts`). Every package starts from its closure's target/
+#   directory and compiles only the workspace's own crates.
+# - A package's source is the workspace manifests, the lock and the crates it compiles, nothing
+#   else: editing one member changes only the derivations that compile it.
+# - The closures' source is the manifests and the lock only, with the workspace's own versions
+#   set to 0.0.0: a release bump leaves the closures (and every compiled dependency) as they were.
+#
+# NIXCRATE_LIB_VERSION = 2
+{
+  pkgs,
+  # The crane flake input (github:ipetkov/crane).
+  crane,
+  # The rust-overlay flake input, needed only when the workspace pins a toolchain file.
+  rust-overlay ? null,
+  # The workspace root: this directory is <root>/nix/nixcrate.
+  src ? ../..,
+  # What nixcrate read from the workspace (generated; see the file's own comments).
+  workspace ? import ./workspace.nix { inherit pkgs; },
+}:
+let
+  inherit (pkgs) lib;
+  ws = workspace;
+
+  # ------------------------------------------------------------------------ the workspace
+
+  # Members left in the flake (excluded ones and path dependencies have no kind).
+  members = lib.filterAttrs (_: c: c ? kind) ws.crates;
+  ofKind = kind: lib.filterAttrs (_: m: m.kind == kind) members;
+  # Services, and libraries no crate depends on (`package = true`): one buildPackage each on
+  # the services' closure.
+  services = lib.filterAttrs (_: m: m.kind == "service" || m.package or false) members;
+  lambdas = ofKind "lambda";
+
+  # What every cargo command of a member gets: `--locked -p <name>`, then its settings.
+  cargoArgs =
+    name:
+    let
+      m = members.${name};
+    in
+    lib.concatStringsSep " " (
+      [
+        "--locked"
+        "-p"
+        name
+      ]
+      ++ lib.optionals (m.features or [ ] != [ ]) [
+        "--features"
+        (lib.concatStringsSep "," m.features)
+      ]
+      ++ lib.optional (m.cargoExtraArgs or "" != "") m.cargoExtraArgs
+    );
+
+  # cargo-zigbuild's target: the triple, then the glibc the handlers link against.
+  triples = {
+    x86_64 = "x86_64-unknown-linux-gnu";
+    arm64 = "aarch64-unknown-linux-gnu";
+  };
+  zigTarget = name: "${triples.${lambdas.${name}.arch}}.${ws.closures.lambdas.glibc}";
+
+  # ------------------------------------------------------------------------ toolchain
+
+  craneLib =
+    if ws.toolchain == null then
+      crane.mkLib pkgs
+    else if rust-overlay == null then
+      throw "nixcrate: ${ws.toolchain.file} pins a toolchain: pass the rust-overlay flake input to ./nix/nixcrate"
+    else
+      # Exactly the toolchain the file pins, plus the std of every target a handler links for
+      # and, for the checks, clippy and rustfmt.
+      (crane.mkLib pkgs).overrideToolchain (
+        p:
+        ((rust-overlay.lib.mkRustBin { } p).fromRustupToolchainFile (at ws.toolchain.file)).override (old: {
+          targets = old.targets ++ ws.toolchain.extraTargets;
+          extensions = old.extensions ++ ws.toolchain.extraComponents;
+        })
+      );
+
+  # ------------------------------------------------------------------------ sources
+
+  # A path under the workspace root.
+  at = rel: if rel == "." then src else src + "/${rel}";
+
+  # Cargo loads every manifest of the workspace (and checks Cargo.lock with --locked) even
+  # when it builds a single package, so every source has them.
+  manifests = lib.fileset.unions (
+    [
+      (at "Cargo.toml")
+      (at "Cargo.lock")
+    ]
+    ++ map (c: at "${c.path}/Cargo.toml") (lib.attrValues ws.crates)
+    ++ map at ws.cargoConfigs
+  );
+
+  # A crate's directory, minus the crates nested inside it.
+  crateFiles =
+    name:
+    let
+      crate = ws.crates.${name};
+    in
+    if crate.exclude or [ ] == [ ] then
+      at crate.path
+    else
+      lib.fileset.difference (at crate.path) (
+        lib.fileset.unions (map (p: lib.fileset.maybeMissing (at p)) crate.exclude)
+      );
+
+  # The in-tree crates a member compiles: itself and its workspace dependencies, transitively
+  # (with `dev = true`, its dev-dependencies too, as its tests compile them).
+  compiledBy =
+    {
+      member,
+      dev ? false,
+    }:
+    map (x: x.key) (
+      builtins.genericClosure {
+        startSet = map (key: { inherit key; }) (
+          [ member ] ++ lib.optionals dev (ws.crates.${member}.devDeps or [ ])
+        );
+        operator = { key }: map (dep: { key = dep; }) (ws.crates.${key}.deps or [ ]);
+      }
+    );
+
+  # A source holding the manifests plus the given crates and files, nothing else.
+  sourceOf =
+    {
+      crates,
+      extra ? [ ],
+    }:
+    lib.fileset.toSource {
+      root = src;
+      fileset = lib.fileset.unions ([ manifests ] ++ map crateFiles crates ++ map at extra);
+    };
+
+  # Cargo loads every member's manifest, and a manifest whose targets are found by convention
+  # needs those files to exist. A package's source leaves out the crates it does not compile:
+  # give each such crate empty target files.
+  stubs = lib.concatLists (
+    lib.mapAttrsToList (_: c: map (s: if c.path == "." then s else "${c.path}/${s}") (c.stubs or [ ])) ws.crates
+  );
+  stubTargets = ''
+    for stub in ${lib.escapeShellArgs stubs}; do
+      if [ ! -e "$(dirname "$stub")" ]; then
+        mkdir -p "$(dirname "$stub")"
+        touch "$stub"
+      fi
+    done
+  '';
+
+  # A closure built in another sandbox can carry CMake configure state naming a compiler
+  # wrapper path missing from this one ("is not a full path to an existing compiler tool"):
+  # drop it, so a build script that re-runs reconfigures cleanly.
+  removeStaleCmakeState = ''
+    find "''${CARGO_TARGET_DIR:-target}" -name CMakeCache.txt -type f -delete 2>/dev/null || true
+  '';
+
+  # ------------------------------------------------------------------------ closures' source
+
+  # The closures are built from crane's dummy source (manifests, lock, empty targets) with the
+  # workspace's own versions set to 0.0.0, in the manifests and in the lock alike: a release
+  # bump then changes no closure (https://github.com/ipetkov/crane/issues/445).
+  # Only the workspace's manifests go in: a stray Cargo.toml elsewhere in the tree (a project
+  # template with placeholders, say) is not TOML crane can read, nor anything cargo loads.
+  lockFile = builtins.fromTOML (builtins.readFile (at "Cargo.lock"));
+  isLocal = lib.genAttrs (map (p: p.name) (lib.filter (p: !(p ? source)) lockFile.package)) (_: true);
+  zeroDependency =
+    dep:
+    let
+      words = lib.splitString " " dep;
+    in
+    if lib.length words == 2 && isLocal ? ${lib.head words} then "${lib.head words} 0.0.0" else dep;
+  zeroPackage =
+    p:
+    p
+    // lib.optionalAttrs (!(p ? source)) { version = "0.0.0"; }
+    // lib.optionalAttrs (p ? dependencies) { dependencies = map zeroDependency p.dependencies; };
+  normalisedLock = lockFile // {
+    package = map zeroPackage lockFile.package;
+  };
+
+  isDependencyTable =
+    t:
+    lib.elem t [
+      "dependencies"
+      "dev-dependencies"
+      "build-dependencies"
+      "dev_dependencies"
+      "build_dependencies"
+    ];
+  isLocalKey = k: ws.crates ? ${k};
+  # A TOML key path (as crane's cleanCargoToml filters pass it) holding a workspace version:
+  # the package's own, the workspace's, or a version requirement on a workspace crate.
+  isWorkspaceVersion =
+    path:
+    let
+      n = lib.length path;
+      e = lib.elemAt path;
+    in
+    path == [
+      "package"
+      "version"
+    ]
+    || path == [
+      "workspace"
+      "package"
+      "version"
+    ]
+    || (n == 3 && isDependencyTable (e 0) && isLocalKey (e 1) && e 2 == "version")
+    || (n == 4 && e 0 == "workspace" && e 1 == "dependencies" && isLocalKey (e 2) && e 3 == "version")
+    || (n == 5 && e 0 == "target" && isDependencyTable (e 2) && isLocalKey (e 3) && e 4 == "version");
+
+  closureSrc = craneLib.mkDummySrc {
+    # Without the real lock: mkDummySrc would copy it before putting the normalised one over it.
+    src = lib.fileset.toSource {
+      root = src;
+      fileset = lib.fileset.difference manifests (at "Cargo.lock");
+    };
+    cargoLock = craneLib.writeTOML "Cargo.lock" normalisedLock;
+    cleanCargoTomlFilter = path: craneLib.filters.cargoTomlDefault path && !(isWorkspaceVersion path);
+  };
+
+  # One vendor directory for every derivation: the same store path in the closures and in the
+  # packages, so cargo's fingerprints match and nothing recompiles. Vendoring reads only the
+  # third-party entries of the lock, so the normalised one serves.
+  cargoVendorDir = craneLib.vendorCargoDeps {
+    src = lib.fileset.toSource {
+      root = src;
+      fileset = lib.fileset.unions ([ (at "Cargo.lock") ] ++ map at ws.cargoConfigs);
+    };
+    cargoLockParsed = normalisedLock;
+    outputHashes = ws.gitHashes;
+  };
+
+  # ------------------------------------------------------------------------ arguments
+
+  # Inputs the closure and every package reusing it share: any difference (a PKG_CONFIG_PATH,
+  # an env variable, the profile) would make cargo recompile the dependencies it touches.
+  closureArgs =
+    closure:
+    {
+      # Constant: a member's version bump must not rename (and so rebuild) the closures;
+      # https://github.com/ipetkov/crane/issues/288
+      pname = "workspace";
+      version = "0.0.0";
+      strictDeps = true;
+      # Tests run in `nix flake check`, not in deploy builds.
+      doCheck = false;
+      inherit cargoVendorDir;
+      inherit (closure) nativeBuildInputs buildInputs env;
+    };
+
+  serviceArgs = closureArgs ws.closures.services;
+
+  lambdaArgs =
+    let
+      base = closureArgs ws.closures.lambdas;
+    in
+    base
+    // {
+      nativeBuildInputs = base.nativeBuildInputs ++ [
+        pkgs.cargo-zigbuild
+        pkgs.zig
+      ];
+      # Zig's caches at the same paths in the closure and the handler builds (see the script).
+      preBuild = ''
+        source ${./zig-caches.sh}
+      '';
+    };
+
+  # `cargo <command>` for one member as its own build runs it, so that the closure holds
+  # exactly what that build asks for: `-p a -p b` would unify features across members and
+  # leave each build recompiling the crates whose features differ (crane#396).
+  cargoLines = command: members: lib.concatMapStrings (m: "${command m}\n") members;
+
+  zigbuild = name: "cargoWithProfile zigbuild ${cargoArgs name} --target ${zigTarget name}";
+
+  # ------------------------------------------------------------------------ closures
+
+  # Third-party crates of every service, compiled once and shared.
+  deployCargoArtifacts = craneLib.buildDepsOnly (
+    serviceArgs
+    // {
+      pname = "deploy";
+      dummySrc = closureSrc;
+      buildPhaseCargoCommand = cargoLines (m: "cargoWithProfile build ${cargoArgs m}") (
+        lib.attrNames services
+      );
+    }
+  );
+
+  # The handlers' own closure, so C-heavy service dependencies stay out of it. Dependencies
+  # are compiled exactly as the handlers are linked (cargo-zigbuild, same target, env and
+  # cache paths): a plain `cargo build` closure would be recompiled in full by the link.
+  # No `cargo check` here: rustc rejects the glibc-suffixed target it would need.
+  lambdaDeployCargoArtifacts = craneLib.buildDepsOnly (
+    lambdaArgs
+    // {
+      pname = "lambda-deploy";
+      dummySrc = closureSrc;
+      buildPhaseCargoCommand = cargoLines zigbuild (lib.attrNames lambdas);
+    }
+  );
+
+  # ------------------------------------------------------------------------ services
+
+  mkService =
+    name: service:
+    craneLib.buildPackage (
+      serviceArgs
+      // {
+        pname = name;
+        inherit (service) version;
+        cargoExtraArgs = cargoArgs name;
+        cargoArtifacts = deployCargoArtifacts;
+        src = sourceOf {
+          crates = compiledBy { member = name; };
+          extra = service.extraSrc or [ ];
+        };
+        postPatch = stubTargets;
+        preBuild = removeStaleCmakeState;
+      }
+      # A library no crate depends on has no binary: its package proves it compiles.
+      // lib.optionalAttrs (service.bins or [ ] == [ ]) {
+        doNotPostBuildInstallCargoBinaries = true;
+        installPhaseCommand = "mkdir -p $out";
+      }
+    );
+
+  # ------------------------------------------------------------------------ Lambda handlers
+
+  # Every bin of a handler crate from one cargo invocation: their shared code compiles once,
+  # and an edit to the crate rebuilds one derivation however many handlers it holds.
+  mkLambdaBuild =
+    name: handler:
+    craneLib.buildPackage (
+      lambdaArgs
+      // {
+        pname = "lambda-${name}";
+        inherit (handler) version;
+        cargoExtraArgs = cargoArgs name;
+        cargoArtifacts = lambdaDeployCargoArtifacts;
+        src = sourceOf {
+          crates = compiledBy { member = name; };
+          extra = handler.extraSrc or [ ];
+        };
+        postPatch = stubTargets;
+        preBuild = lambdaArgs.preBuild + removeStaleCmakeState;
+        buildPhaseCargoCommand = zigbuild name;
+        # The binaries are where zigbuild leaves them; crane's build-log install is not used.
+        doNotPostBuildInstallCargoBinaries = true;
+        installPhaseCommand = ''
+          mkdir -p $out/bin
+          for bin in ${lib.escapeShellArgs handler.bins}; do
+            cp "target/${triples.${handler.arch}}/${ws.closures.lambdas.profileDir}/$bin" $out/bin/
+          done
+        '';
+        # Panic messages can name the toolchain and vendored sources: crane's install hooks
+        # blank those store paths. Lambda has no /nix/store: no stdenv fixup either.
+        dontFixup = true;
+      }
+    );
+
+  lambdaBuilds = lib.mapAttrs mkLambdaBuild lambdas;
+
+  # bootstrap.zip for one bin: the binary as `bootstrap` plus the declared includes, zipped
+  # reproducibly, then checked with the rules of `nixcrate lambda verify`.
+  mkLambdaZip =
+    name: handler: bin:
+    let
+      include = handler.include or [ ];
+    in
+    pkgs.runCommand "deploy-lambda-${bin}"
+      {
+        nativeBuildInputs = [
+          pkgs.zip
+          pkgs.unzip
+          pkgs.binutils
+        ];
+        # The handler crate's build, for whoever wants its log or its other binaries.
+        passthru.crateBuild = lambdaBuilds.${name};
+        # The included files, at their paths under the workspace root.
+        includes =
+          if include == [ ] then
+            ""
+          else
+            lib.fileset.toSource {
+              root = src;
+              fileset = lib.fileset.unions (map at include);
+            };
+      }
+      ''
+        cd "''${includes:-.}"
+        bash ${./lambda-package.sh} ${lambdaBuilds.${name}}/bin/${lib.escapeShellArg bin} "$out" ${lib.escapeShellArgs include}
+        bash ${./lambda-verify.sh} "$out/bootstrap.zip" ${handler.arch} ${ws.closures.lambdas.glibc} ${lib.escapeShellArgs include}
+      '';
+
+  lambdaPackages = lib.optionalAttrs pkgs.stdenv.hostPlatform.isLinux (
+    lib.concatMapAttrs (
+      name: handler:
+      lib.listToAttrs (
+        map (bin: lib.nameValuePair "deploy-lambda-${bin}" (mkLambdaZip name handler bin)) handler.bins
+      )
+    ) lambdas
+    // lib.optionalAttrs (lambdas != { }) { inherit lambdaDeployCargoArtifacts; }
+  );
+
+  servicePackages =
+    lib.mapAttrs mkService services
+    // lib.optionalAttrs (services != { }) { inherit deployCargoArtifacts; };
+
+  # ------------------------------------------------------------------------ checks
+
+  checkArgs = closureArgs ws.closures.checks;
+
+  # What the checks compile beyond deployCargoArtifacts: per member, the commands its own
+  # checks run (clippy's check-mode metadata with the dev-dependencies of every target, and the
+  # test build), one cargo invocation per member as its check runs it. Chained on the deploy
+  # closure (or, with `[checks] closure = true`, standalone in the dev profile).
+  checkCargoArtifacts = craneLib.mkCargoDerivation (
+    checkArgs
+    // {
+      pname = "checks";
+      pnameSuffix = "-deps";
+      src = closureSrc;
+      cargoArtifacts = if ws.closures.checks.chained then deployCargoArtifacts else null;
+      preBuild = removeStaleCmakeState;
+      env = checkArgs.env // {
+        CRANE_BUILD_DEPS_ONLY = 1;
+      };
+      buildPhaseCargoCommand = cargoLines (
+        m:
+        "cargoWithProfile check ${cargoArgs m} --all-targets\n" + "cargoWithProfile test ${cargoArgs m} --no-run"
+      ) (lib.attrNames members);
+    }
+  );
+
+  mkCheck =
+    craneFn: name: member: args:
+    craneFn (
+      checkArgs
+      // {
+        pname = name;
+        inherit (member) version;
+        cargoExtraArgs = cargoArgs name;
+        cargoArtifacts = checkCargoArtifacts;
+        src = sourceOf {
+          crates = compiledBy {
+            member = name;
+            dev = true;
+          };
+          extra = member.extraSrc or [ ] ++ lib.optional (ws.nextestConfig != null) ws.nextestConfig;
+        };
+        postPatch = stubTargets;
+        preBuild = removeStaleCmakeState;
+        # closureArgs keeps tests out of deploy builds; checks run them.
+        doCheck = true;
+        # A check's output is its success, not a copy of target/.
+        doInstallCargoArtifacts = false;
+      }
+      // args
+    );
+
+  memberChecks = lib.concatMapAttrs (name: member: {
+    "clippy-${name}" = mkCheck craneLib.cargoClippy name member {
+      cargoClippyExtraArgs = "--all-targets -- --deny warnings";
+    };
+    ${if ws.nextestConfig != null then "nextest-${name}" else "test-${name}"} =
+      mkCheck (if ws.nextestConfig != null then craneLib.cargoNextest else craneLib.cargoTest) name member
+        { };
+  }) members;
+
+  # Building a handler's zip runs the rules of `nixcrate lambda verify`.
+  lambdaChecks = lib.mapAttrs' (
+    attr: zip: lib.nameValuePair "lambda-verify-${lib.removePrefix "deploy-lambda-" attr}" zip
+  ) (lib.filterAttrs (attr: _: lib.hasPrefix "deploy-lambda-" attr) lambdaPackages);
+
+  checks =
+    memberChecks
+    // lambdaChecks
+    // {
+      # rustfmt compiles nothing, so it needs no closure.
+      fmt = craneLib.cargoFmt {
+        pname = "workspace";
+        version = "0.0.0";
+        src = sourceOf { crates = lib.attrNames ws.crates; };
+      };
+    };
+in
+{
+  packages = servicePackages // lambdaPackages;
+  inherit checks craneLib;
+  devShell = craneLib.devShell {
+    packages = lib.optionals (lambdas != { }) [
+      pkgs.cargo-zigbuild
+      pkgs.zig
+    ];
+  };
+}
