@@ -336,16 +336,18 @@ def _check_output_names(ws: Workspace, services: tuple[str, ...], handlers: tupl
     """The handlers' outputs, one per bin. A service named like another output would be
     silently shadowed (`servicePackages // lambdaPackages`): an error instead."""
     taken = {SERVICE_CLOSURE: "the services' deps closure", LAMBDA_CLOSURE: "the handlers' deps closure"}
+    owner: dict[str, str] = {}
     outputs = []
     for name in handlers:
         crate = ws.crate(name)
         for target in crate.bins:
             out_name = LAMBDA_PREFIX + target.name
-            if out_name in taken:
+            if out_name in owner:
                 raise WorkspaceError(
-                    f"{crate.manifest}: handler binary '{target.name}' is also {taken[out_name]}: "
+                    f"{crate.manifest}: handler binary '{target.name}' is also a binary of {owner[out_name]}: "
                     f"both would be {out_name}, rename one [[bin]]"
                 )
+            owner[out_name] = name
             taken[out_name] = f"handler {name}'s bin {target.name}"
             outputs.append(Output(out_name, name))
     for name in services:

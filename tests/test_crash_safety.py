@@ -109,12 +109,20 @@ class ForkServer:
         self.proc.wait(timeout=30)
 
 
+GENERATED = Path("nix/nixcrate")
+
+
 def state(root: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
+    """The files init writes: at the root and under nix/nixcrate."""
+    found = {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
+    if (root / GENERATED).is_dir():
+        found |= {str(GENERATED / p.name): p.read_bytes() for p in (root / GENERATED).iterdir() if p.is_file()}
+    return found
 
 
 def temps(root: Path) -> list[str]:
-    return sorted(p.name for p in root.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
+    dirs = [root, root / GENERATED]
+    return sorted(p.name for d in dirs if d.is_dir() for p in d.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
 
 
 @pytest.fixture
@@ -136,7 +144,8 @@ def test_sigkill_while_writing_leaves_old_or_new_files_and_the_next_run_cleans_u
     old_and_new: tuple[Path, dict[str, bytes], dict[str, bytes]], tmp_path: Path
 ) -> None:
     old, old_files, new_files = old_and_new
-    assert old_files["flake.nix"] != new_files["flake.nix"] and "nixcrate.toml" not in old_files
+    data = str(GENERATED / "workspace.nix")
+    assert old_files[data] != new_files[data] and "nixcrate.toml" not in old_files
     rng = random.Random(os.environ.get("NIXCRATE_CRASH_SEED", "0"))
     server = ForkServer()
     # How long a run takes from its first temp file to exit: the window the kills are spread over.
@@ -161,10 +170,10 @@ def test_sigkill_while_writing_leaves_old_or_new_files_and_the_next_run_cleans_u
         status = server.wait()
         killed += os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
         files = state(ws)
-        flake_ok = files.get("flake.nix") in (old_files["flake.nix"], new_files["flake.nix"])
+        data_ok = files.get(data) in (old_files[data], new_files[data])
         toml_ok = files.get("nixcrate.toml") in (None, new_files["nixcrate.toml"])
-        mixed += not (flake_ok and toml_ok)
-        key = (files.get("flake.nix") == new_files["flake.nix"], "nixcrate.toml" in files)
+        mixed += not (data_ok and toml_ok)
+        key = (files.get(data) == new_files[data], "nixcrate.toml" in files)
         seen[key] = seen.get(key, 0) + 1
         leftovers += bool(temps(ws))
         # the next run finishes the job and leaves no temp behind
@@ -205,17 +214,17 @@ def test_ci_keeps_nixcrate_toml_edits(tmp_path: Path) -> None:
     assert toml.read_bytes() == edited
 
 
-def test_force_is_the_only_way_to_replace_an_edited_flake_and_keeps_a_backup(tmp_path: Path) -> None:
+def test_force_is_the_only_way_to_replace_an_edited_generated_file_and_keeps_a_backup(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     write(root, dict(BASE))
     assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
-    flake = root / "flake.nix"
-    edited = flake.read_text().replace("doCheck = false;", "doCheck = true;  # mine")
-    assert edited != flake.read_text()
-    flake.write_text(edited)
+    library = root / GENERATED / "default.nix"
+    edited = library.read_text().replace("doCheck = false;", "doCheck = true;  # mine")
+    assert edited != library.read_text()
+    library.write_text(edited)
     for args in (["init", str(root)], ["init", "--strict", str(root)], ["init", "--check", str(root)]):
         assert CliRunner().invoke(cli, args).exit_code == 1
-        assert flake.read_text() == edited
+        assert library.read_text() == edited
     assert CliRunner().invoke(cli, ["init", "--force", str(root)]).exit_code == 0
-    assert (root / "flake.nix.bak").read_text() == edited
-    assert "# mine" not in flake.read_text()
+    assert (root / GENERATED / "default.nix.bak").read_text() == edited
+    assert "# mine" not in library.read_text()

@@ -203,12 +203,12 @@ CASES: dict[str, Case] = {
         }
     ),
     "output-name-clash": Case({**member("deployCargoArtifacts", bin_=True), "Cargo.lock": with_lock("deployCargoArtifacts")}),
-    "generated-file-edited": Case({"flake.nix": "{ outputs = _: { }; }\n"}),
+    "generated-file-edited": Case({"nix/nixcrate/workspace.nix": "{ pkgs }: { }\n"}),
     "flake-out-of-date": Case({}, args=("init", "--check", "{root}")),
     "strict-warnings": Case(
         {"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "tools/*"')}, args=("init", "--strict", "{root}"), writes=True
     ),
-    "generated-path-is-a-directory": Case({"flake.nix/keep": ""}),
+    "generated-path-is-a-directory": Case({"nix/nixcrate/workspace.nix/keep": ""}),
     "read-only-directory": Case({}, runner="readonly"),
     "usage": Case({}, args=("init", "--no-such-flag", "{root}")),
     "nix-not-installed": Case({}, args=("build", "--flake", "{root}"), env=(("PATH", "{root}/no-bin"),)),

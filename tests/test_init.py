@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,20 +26,41 @@ def snapshot(root: Path) -> dict[str, bytes]:
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
     root = copy_workspace(EXAMPLE, tmp_path / "monorepo")
-    (root / "flake.nix").unlink()  # a workspace before its first `nixcrate init`
+    # a workspace before its first `nixcrate init`
+    (root / "flake.nix").unlink()
+    shutil.rmtree(root / "nix")
     return root
 
 
-def test_init_writes_flake_and_keeps_nixcrate_toml(ws: Path) -> None:
+DATA = "nix/nixcrate/workspace.nix"
+LIBRARY = "nix/nixcrate/default.nix"
+
+
+def test_init_writes_its_files_a_starter_flake_and_keeps_nixcrate_toml(ws: Path) -> None:
     toml_before = (ws / "nixcrate.toml").read_bytes()
     code, out, err = run("init", str(ws))
     assert code == 0, err
+    for rel in (DATA, LIBRARY, "nix/nixcrate/lambda-package.sh", "nix/nixcrate/lambda-verify.sh"):
+        assert (ws / rel).read_text().startswith(HEADER_PREFIX), rel
+        assert f"create  {rel}" in out
+    assert "deployCargoArtifacts = craneLib.buildDepsOnly" in (ws / LIBRARY).read_text()
     flake = (ws / "flake.nix").read_text()
-    assert flake.startswith(HEADER_PREFIX)
-    assert "deployCargoArtifacts = craneLib.buildDepsOnly" in flake
-    assert "create  flake.nix" in out
+    assert not flake.startswith(HEADER_PREFIX)  # the starter is the user's
+    assert "import ./nix/nixcrate" in flake and "create  flake.nix" in out
     assert "services' closure:" in out
     assert (ws / "nixcrate.toml").read_bytes() == toml_before  # the user's file is never rewritten
+
+
+def test_generated_data_holds_no_checkout_specific_bytes(tmp_path: Path) -> None:
+    """The drift check must pass in a clone under another name: nothing depends on the directory."""
+    a = copy_workspace(EXAMPLE, tmp_path / "one" / "monorepo")
+    b = copy_workspace(EXAMPLE, tmp_path / "two" / "renamed-checkout")
+    shutil.rmtree(b / "nix")
+    assert run("init", str(a))[0] == 0
+    assert run("init", "--check", str(b))[0] == 1  # b has no nix/nixcrate yet
+    shutil.copytree(a / "nix", b / "nix")
+    code, _, err = run("init", "--check", str(b))
+    assert code == 0, err
 
 
 def test_first_init_writes_a_commented_nixcrate_toml(ws: Path) -> None:
@@ -55,7 +77,8 @@ def test_second_init_changes_nothing(ws: Path) -> None:
     assert run("init", str(ws))[0] == 0
     before = snapshot(ws)
     code, out, _ = run("init", str(ws))
-    assert code == 0 and "identical  flake.nix" in out
+    assert code == 0 and f"identical  {DATA}" in out
+    assert "flake.nix" not in out  # the user's: not even looked at again
     assert snapshot(ws) == before
 
 
@@ -64,45 +87,59 @@ def test_same_workspace_same_bytes_whatever_the_order_on_disk(tmp_path: Path) ->
     b = copy_in_reverse_order(EXAMPLE, tmp_path / "b" / "monorepo")
     assert run("init", str(a))[0] == 0
     assert run("init", str(b))[0] == 0
-    assert (a / "flake.nix").read_bytes() == (b / "flake.nix").read_bytes()
+    assert (a / DATA).read_bytes() == (b / DATA).read_bytes()
 
 
 @needs_nix
-def test_generated_flake_parses_with_real_nix(ws: Path) -> None:
+def test_generated_nix_parses_with_real_nix(ws: Path) -> None:
     assert run("init", str(ws))[0] == 0
-    proc = subprocess.run(["nix-instantiate", "--parse", str(ws / "flake.nix")], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
+    for rel in ("flake.nix", DATA, LIBRARY, "nix/nixcrate/flake-module.nix"):
+        proc = subprocess.run(["nix-instantiate", "--parse", str(ws / rel)], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, (rel, proc.stderr)
 
 
-def test_user_edited_flake_is_refused_then_replaced_with_force(ws: Path) -> None:
+def test_user_edited_generated_file_is_refused_then_replaced_with_force(ws: Path) -> None:
     assert run("init", str(ws))[0] == 0
-    flake = ws / "flake.nix"
-    edited = flake.read_text().replace("doCheck = false;", "doCheck = true;")
-    flake.write_text(edited)
+    data = ws / DATA
+    edited = data.read_text().replace('kind = "service";', 'kind = "lambda";', 1)
+    data.write_text(edited)
     code, _, err = run("init", str(ws))
     assert code == 1
-    assert "flake.nix" in err and "--force" in err and len(err.strip().splitlines()) == 1
-    assert flake.read_text() == edited  # untouched
+    assert DATA in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert data.read_text() == edited  # untouched
     code, out, _ = run("init", str(ws), "--force")
     assert code == 0 and "replace edited" in out
-    assert (ws / "flake.nix.bak").read_text() == edited
-    assert "doCheck = false;" in flake.read_text()
+    assert (ws / (DATA + ".bak")).read_text() == edited
+    assert 'kind = "service";' in data.read_text()
 
 
-def test_hand_written_flake_is_never_clobbered(ws: Path) -> None:
+def test_hand_written_flake_is_never_touched_and_init_prints_the_wiring(ws: Path) -> None:
     (ws / "flake.nix").write_text("{ outputs = _: { }; }\n")
-    code, _, err = run("init", str(ws))
-    assert code == 1 and "--force" in err
+    code, out, err = run("init", str(ws))
+    assert code == 0, err
     assert (ws / "flake.nix").read_text() == "{ outputs = _: { }; }\n"
+    assert (ws / DATA).is_file()
+    assert "does not call nixcrate yet" in out and "import ./nix/nixcrate" in out
+
+
+def test_a_flake_from_an_earlier_nixcrate_is_migrated_keeping_a_backup(ws: Path) -> None:
+    old = (EXAMPLE.parent.parent / "tests" / "fixtures" / "old-generated-flake.nix").read_text()
+    (ws / "flake.nix").write_text(old)
+    assert run("init", "--check", str(ws))[0] == 1  # CI says: migrate
+    code, out, err = run("init", str(ws))
+    assert code == 0, err
+    assert (ws / "flake.nix.bak").read_text() == old
+    assert "import ./nix/nixcrate" in (ws / "flake.nix").read_text()
+    assert "flake.nix" in out and ".bak" in out
 
 
 def test_check_reports_drift_and_writes_nothing(ws: Path) -> None:
     code, _, err = run("init", "--check", str(ws))
-    assert code == 1 and "flake.nix: missing" in err
-    assert not (ws / "flake.nix").exists()
+    assert code == 1 and f"{DATA}: missing" in err
+    assert not (ws / DATA).exists()
     assert run("init", str(ws))[0] == 0
     assert run("init", "--check", str(ws))[0] == 0
-    # a new service appears: the committed flake is stale until regenerated
+    # a new service appears: the committed data is stale until regenerated
     svc = ws / "services" / "billing"
     (svc / "src").mkdir(parents=True)
     (svc / "Cargo.toml").write_text('[package]\nname = "billing"\nversion = "0.1.0"\nedition = "2021"\n')
@@ -122,7 +159,7 @@ def test_git_untracked_files_are_named_with_the_git_add_to_run(ws: Path) -> None
     code, _, err = run("init", str(ws))
     assert code == 0
     assert "not tracked by git" in err and "git add flake.nix" in err
-    subprocess.run(["git", "-C", str(ws), "add", "flake.nix"], check=True)
+    subprocess.run(["git", "-C", str(ws), "add", "flake.nix", "nix"], check=True)
     assert "not tracked" not in run("init", str(ws))[2]
 
 
@@ -164,8 +201,8 @@ def test_usage_error_exits_2() -> None:
     assert run("init", "--no-such-flag")[0] == 2
 
 
-def test_shipped_example_flake_is_up_to_date() -> None:
-    """The committed examples/monorepo/flake.nix is what nixcrate generates today (drift check)."""
+def test_shipped_example_is_up_to_date() -> None:
+    """The committed examples/monorepo/nix/nixcrate is what nixcrate generates today (drift check)."""
     code, _, err = run("init", "--check", str(EXAMPLE))
     assert code == 0, err
 
@@ -180,9 +217,9 @@ def test_closure_and_native_overrides_reach_closure_and_packages(ws: Path) -> No
     )
     code, out, err = run("init", str(ws))
     assert code == 0, err
-    flake = (ws / "flake.nix").read_text()
-    service_args = flake.split("serviceArgs = commonArgs // {", 1)[1].split("};\n\n", 1)[0]
-    lambda_args = flake.split("lambdaArgs = commonArgs // {", 1)[1].split("preBuild", 1)[0]
+    flake = (ws / DATA).read_text()
+    service_args = flake.split("    services = {", 1)[1].split("\n    };", 1)[0]
+    lambda_args = flake.split("    lambdas = {", 1)[1].split("\n    };", 1)[0]
     assert "pkgs.protobuf" in service_args and 'FOO = "bar";' in service_args and 'CARGO_PROFILE = "production";' in service_args
     assert "pkgs.sqlite" in service_args  # smallvec is in the services' closure only
     assert "pkgs.llvmPackages.libclang" in lambda_args and "pkgs.protobuf" not in lambda_args

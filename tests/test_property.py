@@ -289,7 +289,9 @@ class FlakeBatch:
         self.parsed += len(batch)
 
 
-OUTPUT_LINE = re.compile(r"^ {12}(\S+|\"[^\"]+\") = mk(Service|Lambda) \{$", re.MULTILINE)
+DATA = Path("nix/nixcrate/workspace.nix")
+# A member's entry in the generated data: its attribute, then path and kind.
+MEMBER_ENTRY = re.compile(r'^ {4}(\S+|"[^"]+") = \{\n {6}path = .*;\n {6}kind = "(\w+)";$', re.MULTILINE)
 
 
 def check_init(root: Path, spec: WorkspaceSpec, batch: FlakeBatch) -> str:
@@ -300,14 +302,16 @@ def check_init(root: Path, spec: WorkspaceSpec, batch: FlakeBatch) -> str:
         assert "\n" not in exc.message
         assert_catalogued(exc.message)
         assert not (root / "flake.nix").exists()  # nothing written
+        assert not (root / DATA).exists()
         return exc.message
     services, handlers = expected_outputs(spec)
     ctx = result.context
     assert sorted(o.name for o in ctx.services) == services
     assert sorted(o.name for o in ctx.lambdas) == handlers
-    text = (root / "flake.nix").read_text(encoding="utf-8")
-    rendered = sorted(m.group(1).strip('"') for m in OUTPUT_LINE.finditer(text))
-    assert rendered == sorted(services + handlers), rendered
+    text = (root / DATA).read_text(encoding="utf-8")
+    kinds = {m.group(1).strip('"'): m.group(2) for m in MEMBER_ENTRY.finditer(text)}
+    assert all(kinds.get(name) in ("service", "library") for name in services), kinds
+    assert {o.member for o in ctx.lambdas} <= {n for n, k in kinds.items() if k == "lambda"}, kinds
     for warning in result.warnings:
         assert "\n" not in warning
     batch.add(text)
@@ -343,7 +347,7 @@ def test_random_workspaces_init_or_fail_with_a_catalogued_error(spec: WorkspaceS
 def mangled(draw: st.DrawFn) -> tuple[WorkspaceSpec, str, bytes]:
     spec = draw(workspaces())
     files = render_workspace(spec)
-    target = draw(st.sampled_from(sorted(files.keys() | {"nixcrate.toml", "flake.nix"})))
+    target = draw(st.sampled_from(sorted(files.keys() | {"nixcrate.toml", "flake.nix", str(DATA)})))
     original = files.get(target, "").encode()
     how = draw(st.sampled_from(["truncate", "invalid-utf8", "flip", "huge", "nested", "delete-line", "binary"]))
     if how == "truncate":
@@ -406,8 +410,8 @@ FOUND = {
     "lock-nested-10000-deep": ("Cargo.lock", b"a = " + b"[" * 10000 + b"]" * 10000 + b"\n", "nested thousands deep"),
     "config-nested-10000-deep": ("nixcrate.toml", b"a = " + b"{b=" * 10000 + b"1" + b"}" * 10000 + b"\n", "nested thousands deep"),
     "lib-path-not-a-string": ("svc/Cargo.toml", b'[package]\nname = "svc"\nversion = "0.1.0"\n[lib]\npath = 5\n', "path is not a string"),
-    "flake-nix-not-utf8": ("flake.nix", b"\xff\xfe", "edited by hand"),
-    "flake-nix-a-directory": ("flake.nix/x", b"", "is a directory"),
+    "generated-not-utf8": ("nix/nixcrate/workspace.nix", b"\xff\xfe", "edited by hand"),
+    "generated-a-directory": ("nix/nixcrate/workspace.nix/x", b"", "is a directory"),
     "nixcrate-toml-a-directory": ("nixcrate.toml/x", b"", "is a directory"),
     "bin-name-with-a-space": (
         "svc/Cargo.toml",
@@ -437,11 +441,11 @@ def test_found_by_fuzzing_is_one_catalogued_line(case: str, tmp_path: Path) -> N
     assert_catalogued(lines[0].removeprefix("error: "))
 
 
-def test_force_keeps_a_byte_exact_backup_of_a_non_utf8_flake(tmp_path: Path) -> None:
+def test_force_keeps_a_byte_exact_backup_of_a_non_utf8_generated_file(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     spec = WorkspaceSpec([CrateSpec("svc", "services/svc", "service", ["svc"], "main", False, False, [], False, [], "explicit")], ["services"], 3)
     files: dict[str, str | bytes] = dict(render_workspace(spec))
-    files["flake.nix"] = b"\xff\xfe{ }"
+    files[str(DATA)] = b"\xff\xfe{ }"
     write_files(root, files)
     assert CliRunner().invoke(cli, ["init", "--force", str(root)]).exit_code == 0
-    assert (root / "flake.nix.bak").read_bytes() == b"\xff\xfe{ }"
+    assert (root / f"{DATA}.bak").read_bytes() == b"\xff\xfe{ }"
