@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -103,3 +104,20 @@ def git_init(path: Path) -> None:
 @pytest.fixture
 def example(tmp_path: Path) -> Path:
     return copy_workspace(EXAMPLE, tmp_path / "monorepo")
+
+
+def handler_build_drv(zip_drv: str) -> str:
+    """The derivation that compiles a handler crate, from its `deploy-lambda-<bin>` zip's .drv
+    (the zip packages a binary of that build: see nixcrate/nix/default.nix, mkLambdaZip)."""
+    out = subprocess.run(["nix", "show-derivation", zip_drv], capture_output=True, text=True, check=True).stdout
+    (only,) = json.loads(out).values()
+    builds = [d for d in only["inputDrvs"] if "-lambda-" in d and "-lambda-deploy-deps-" not in d]
+    assert len(builds) == 1, builds
+    return builds[0]
+
+
+def input_drvs(drv: str) -> list[str]:
+    """The derivations a .drv depends on directly."""
+    out = subprocess.run(["nix", "show-derivation", drv], capture_output=True, text=True, check=True).stdout
+    (only,) = json.loads(out).values()
+    return sorted(only["inputDrvs"])

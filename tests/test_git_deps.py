@@ -96,8 +96,8 @@ def test_hashes_command_writes_the_hash_keeping_comments(git_ws: Path, tmp_path:
     assert recorded == sh("nix", "--extra-experimental-features", "nix-command", "hash", "path", str(tree)).strip()
     code, _, err = run("init", str(ws))
     assert code == 0 and "no output hash" not in err
-    flake = (ws / "flake.nix").read_text()
-    assert f'"{src.source}" = "{recorded}";' in flake
+    data = (ws / "nix/nixcrate/workspace.nix").read_text()
+    assert f'"{src.source}" = "{recorded}";' in data
     assert run("hashes", str(ws))[1].startswith("every git dependency")
 
 

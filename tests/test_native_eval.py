@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import CRANE_EVAL, needs_crane_eval
+from conftest import CRANE_EVAL, handler_build_drv, needs_crane_eval
 
 from nixcrate.cli import cli
 
@@ -96,6 +96,7 @@ def test_native_inputs_go_only_where_their_crates_are(tmp_path: Path) -> None:
     proc = subprocess.run([str(CRANE_EVAL / "eval-flake"), str(ws)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     drvs = json.loads(proc.stdout)
+    drvs["deploy-lambda-h"] = handler_build_drv(drvs["deploy-lambda-h"])  # the zip's compiling build
     env = {name: drv_env(drv) for name, drv in drvs.items()}
 
     for name in ("deployCargoArtifacts", "db", "plain"):

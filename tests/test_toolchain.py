@@ -78,11 +78,12 @@ def test_no_toolchain_file_keeps_nixpkgs_rust(example: Path) -> None:
     from nixcrate import config, flake_gen, workspace  # noqa: PLC0415
 
     ws = workspace.load(example)
-    text = flake_gen.render(flake_gen.build_context(ws, config.load(example)))
-    assert "rust-overlay" not in text
-    assert "craneLib = crane.mkLib pkgs;" in text
+    context = flake_gen.build_context(ws, config.load(example))
+    assert "toolchain = null;" in flake_gen.render_data(context)
+    assert "rust-overlay" not in flake_gen.render_starter(context)
     (example / "rust-toolchain.toml").write_text('[toolchain]\nchannel = "1.85.0"\n')
-    pinned = flake_gen.render(flake_gen.build_context(workspace.load(example), config.load(example)))
-    assert "fromRustupToolchainFile ./rust-toolchain.toml" in pinned
-    ignored = config.parse({"toolchain": "nixpkgs"})
-    assert "rust-overlay" not in flake_gen.render(flake_gen.build_context(workspace.load(example), ignored))
+    pinned = flake_gen.build_context(workspace.load(example), config.load(example))
+    assert 'file = "rust-toolchain.toml";' in flake_gen.render_data(pinned)
+    assert "inherit pkgs crane rust-overlay;" in flake_gen.render_starter(pinned)
+    ignored = flake_gen.build_context(workspace.load(example), config.parse({"toolchain": "nixpkgs"}))
+    assert "toolchain = null;" in flake_gen.render_data(ignored)
