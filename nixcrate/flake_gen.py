@@ -212,6 +212,11 @@ def _stubs_for(crate: Crate) -> tuple[str, ...]:
     return ("src/lib.rs" if crate.autolib else "src/main.rs",)
 
 
+def workspace_stubs(ws: Workspace) -> tuple[str, ...]:
+    """Every stub file relative to the workspace root, as the library's stubTargets creates them."""
+    return tuple(sorted(s if c.path.as_posix() == "." else f"{c.path.as_posix()}/{s}" for c in ws.crates for s in _stubs_for(c)))
+
+
 def _nested(crate: Crate, paths: list[str]) -> list[str]:
     """What a crate's directory holds that is not its source: the crates nested in it, and
     at the root, the files nixcrate and Nix write."""

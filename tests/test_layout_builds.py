@@ -1,0 +1,204 @@
+"""The generated library, built for real with ../shared/crane-build (real crane, real Nix).
+
+A workspace shaped like seed 002's: the example plus a handler crate holding two handlers
+(one build, two zips) with an included file, and a stray project-template manifest that is
+not TOML. What a user would check after `nixcrate init`: every output builds, no package
+build compiles a third-party crate after its closure, a release bump leaves both closures as
+they were, and a hand-written flake with outputs of its own can call nixcrate's library.
+"""
+
+# ruff: noqa: T201 - prints record the measured figures
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import EXAMPLE, REPO, copy_workspace
+
+from nixcrate.cli import cli
+
+CRANE_BUILD = REPO.parent / "shared" / "crane-build" / "build"
+
+
+def _missing() -> str | None:
+    if not CRANE_BUILD.is_file():
+        return f"{CRANE_BUILD} is missing (CI lays ../shared beside the checkout)"
+    for tool in ("nix", "rsync", "cargo-zigbuild"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/test installs it)"
+    return None
+
+
+pytestmark = [pytest.mark.skipif(_missing() is not None, reason=str(_missing())), pytest.mark.nix, pytest.mark.slow]
+
+MULTI_MANIFEST = """\
+[package]
+name = "multi"
+version.workspace = true
+edition.workspace = true
+
+[dependencies]
+common.workspace = true
+serde_json.workspace = true
+"""
+HANDLER = """\
+use std::io::Read;
+
+fn main() {
+    let mut event = String::new();
+    std::io::stdin().read_to_string(&mut event).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(if event.is_empty() { "{}" } else { &event }).unwrap();
+    println!("{}", common::render(&serde_json::json!({ "NAME": parsed })).unwrap());
+}
+"""
+
+
+def seed_shaped(root: Path) -> Path:
+    """The example plus a two-handler crate with an include, and a stray template manifest."""
+    ws = copy_workspace(EXAMPLE, root)
+    (ws / "flake.nix").unlink()
+    shutil.rmtree(ws / "nix")
+    multi = ws / "lambdas" / "multi"
+    (multi / "src" / "bin").mkdir(parents=True)
+    (multi / "Cargo.toml").write_text(MULTI_MANIFEST)
+    for name in ("thumbnail", "probe"):
+        (multi / "src" / "bin" / f"{name}.rs").write_text(HANDLER.replace("NAME", name))
+    (multi / "assets").mkdir()
+    (multi / "assets" / "config.json").write_text('{"bucket": "b"}\n')
+    # cargo-lambda keeps project templates like this one: not TOML, not a member
+    template = ws / "tests" / "templates" / "svc" / "Cargo.toml"
+    template.parent.mkdir(parents=True)
+    template.write_text('[package]\nname = "{{ project_name }}"\nversion = {{ version }}\n')
+    lock = ws / "Cargo.lock"
+    lock.write_text(
+        lock.read_text()
+        + '\n[[package]]\nname = "multi"\nversion = "0.3.1"\ndependencies = [\n "common",\n "serde_json",\n]\n'
+    )
+    toml = ws / "nixcrate.toml"
+    toml.write_text(toml.read_text() + '\n[members.multi]\nkind = "lambda"\ninclude = ["lambdas/multi/assets/config.json"]\n')
+    result = CliRunner().invoke(cli, ["init", str(ws)])
+    assert result.exit_code == 0, result.output
+    return ws
+
+
+def build(ws: Path, *attrs: str) -> dict[str, dict[str, object]]:
+    env = {**os.environ, "NIX_CONFIG": "experimental-features = nix-command flakes"}
+    proc = subprocess.run([str(CRANE_BUILD), "--json", str(ws), *attrs], capture_output=True, text=True, check=False, env=env)
+    assert proc.stdout, proc.stderr[-3000:]
+    results: dict[str, dict[str, object]] = json.loads(proc.stdout)["results"]
+    failed = {a: r.get("error_tail") for a, r in results.items() if not r["ok"]}
+    assert not failed, json.dumps(failed, indent=1)[-4000:]
+    return results
+
+
+def third_party(result: dict[str, object]) -> list[str]:
+    compiled = result["compiled"]
+    assert isinstance(compiled, dict)
+    return list(compiled.get("third_party", []))
+
+
+CHECKS = [f"checks.x86_64-linux.{k}-{m}" for k in ("clippy", "test") for m in ("api", "common", "ingest", "multi", "report-export", "worker")]
+PACKAGES = ["deployCargoArtifacts", "lambdaDeployCargoArtifacts", "api", "worker", "deploy-lambda-ingest",
+            "deploy-lambda-report-export", "deploy-lambda-thumbnail", "deploy-lambda-probe"]  # fmt: skip
+# What compiles in each handler zip: the crate build the zip packages.
+CRATE_BUILDS = ["deploy-lambda-ingest.crateBuild", "deploy-lambda-report-export.crateBuild", "deploy-lambda-probe.crateBuild"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, object]]]:
+    ws = seed_shaped(tmp_path_factory.mktemp("seed") / "cloud-storage")
+    return ws, build(ws, *PACKAGES, *CRATE_BUILDS, *CHECKS, "checks.x86_64-linux.lambda-verify-probe")
+
+
+def test_every_output_builds_and_no_package_compiles_a_third_party_crate(built: tuple[Path, dict[str, dict[str, object]]]) -> None:
+    _, results = built
+    for attr, result in results.items():
+        if attr.endswith("CargoArtifacts"):
+            assert third_party(result), attr  # the closures compile them, once
+        else:
+            assert third_party(result) == [], attr
+    print("\nthird-party crates compiled by each non-closure build: 0 of", len(results) - 2)
+
+
+def test_a_handler_crate_compiles_once_for_all_its_handlers(built: tuple[Path, dict[str, dict[str, object]]], tmp_path: Path) -> None:
+    ws, results = built
+    both = build(ws, "deploy-lambda-thumbnail.crateBuild", "deploy-lambda-probe.crateBuild")
+    assert both["deploy-lambda-thumbnail.crateBuild"]["drv"] == both["deploy-lambda-probe.crateBuild"]["drv"]
+    for name in ("thumbnail", "probe"):
+        zip_path = Path(str(results[f"deploy-lambda-{name}"]["out"])) / "bootstrap.zip"
+        with zipfile.ZipFile(zip_path) as archive:
+            assert sorted(archive.namelist()) == ["bootstrap", "lambdas/multi/assets/config.json"]
+            mode = archive.getinfo("bootstrap").external_attr >> 16
+            assert mode & 0o777 == 0o755
+            archive.extract("bootstrap", tmp_path / name)
+        boot = tmp_path / name / "bootstrap"
+        boot.chmod(0o755)
+        ran = subprocess.run([str(boot)], input='{"key": 1}', capture_output=True, text=True, check=True)
+        assert name in ran.stdout and '"key"' in ran.stdout
+        verdict = CliRunner().invoke(cli, ["lambda", "verify", str(zip_path), "--include", "lambdas/multi/assets/config.json"])
+        assert verdict.exit_code == 0, verdict.output
+
+
+def test_a_release_bump_leaves_both_closures_and_recompiles_no_dependency(
+    built: tuple[Path, dict[str, dict[str, object]]], tmp_path: Path
+) -> None:
+    ws, before = built
+    bumped = tmp_path / "cloud-storage"
+    shutil.copytree(ws, bumped)
+    cargo = bumped / "Cargo.toml"
+    cargo.write_text(cargo.read_text().replace('version = "0.3.1"', 'version = "0.4.0"', 1))
+    lock = bumped / "Cargo.lock"
+    blocks = lock.read_text().split("\n\n")
+    lock.write_text("\n\n".join(b.replace('version = "0.3.1"', 'version = "0.4.0"') if "source =" not in b else b for b in blocks))
+    assert CliRunner().invoke(cli, ["init", str(bumped)]).exit_code == 0
+    after = build(bumped, "deployCargoArtifacts", "lambdaDeployCargoArtifacts", "api", "deploy-lambda-probe.crateBuild")
+    for closure in ("deployCargoArtifacts", "lambdaDeployCargoArtifacts"):
+        assert after[closure]["drv"] == before[closure]["drv"], closure
+    assert after["api"]["drv"] != before["api"]["drv"]  # the package does see the new version
+    for attr in ("api", "deploy-lambda-probe.crateBuild"):
+        assert third_party(after[attr]) == [], attr
+
+
+HAND_WRITTEN = """\
+{
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+    crane.url = "github:ipetkov/crane";
+  };
+  outputs =
+    { nixpkgs, crane, ... }@inputs:
+    let
+      pkgs = nixpkgs.legacyPackages.x86_64-linux;
+    in
+    {
+      packages.x86_64-linux = {
+        # the team's own output, next to the Rust ones
+        openapi-spec = pkgs.writeText "openapi.json" "{}";
+      };
+    };
+}
+"""
+
+
+def test_a_hand_written_flake_wires_in_the_printed_lines_and_builds_both(tmp_path: Path) -> None:
+    ws = copy_workspace(EXAMPLE, tmp_path / "team")
+    shutil.rmtree(ws / "nix")
+    (ws / "flake.nix").write_text(HAND_WRITTEN)
+    result = CliRunner().invoke(cli, ["init", str(ws)])
+    assert result.exit_code == 0, result.output
+    assert (ws / "flake.nix").read_text() == HAND_WRITTEN  # never touched
+    printed = result.output.split("add these lines to it\n", 1)[1].splitlines()
+    call = next(line.strip() for line in printed if line.strip().startswith("nixcrate = import"))
+    wired = HAND_WRITTEN.replace(
+        "      pkgs = nixpkgs.legacyPackages.x86_64-linux;\n",
+        f"      pkgs = nixpkgs.legacyPackages.x86_64-linux;\n      {call.split('  #')[0]}\n",
+    ).replace('openapi-spec = pkgs.writeText "openapi.json" "{}";', 'openapi-spec = pkgs.writeText "openapi.json" "{}";\n      } // nixcrate.packages // {')
+    (ws / "flake.nix").write_text(wired)
+    results = build(ws, "openapi-spec", "api")
+    assert third_party(results["api"]) == []
