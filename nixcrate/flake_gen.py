@@ -68,10 +68,15 @@ class Expr(str):
     __slots__ = ()
 
 
-def to_nix(value: object, indent: int = 0, *, inline: bool = True) -> str:
-    """A Nix value in the layout of hand-written Nix: one attribute a line, short lists inline
-    (inline=False: one item a line, as nixfmt lays out a list of several)."""
-    pad = " " * indent
+WIDTH = 100  # the column hand-written Nix keeps to
+
+
+def to_nix(value: object, indent: int = 0, *, inline: bool = True, lead: int | None = None) -> str:
+    """A Nix value laid out as hand-written Nix data: an attribute set or list that fits on its
+    line stays on it (`{ path = "ai"; kind = "library"; }`), a longer one takes a line per
+    attribute, and a long list of short items is packed into lines of WIDTH columns.
+    inline=False: a list of several items takes one line each, as nixfmt lays it out.
+    lead: the columns its line already holds before it (`  name = `); default: indent."""
     if isinstance(value, Expr):
         return str(value)
     if isinstance(value, str):
@@ -82,19 +87,35 @@ def to_nix(value: object, indent: int = 0, *, inline: bool = True) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    pad = " " * indent
+    used = indent if lead is None else lead
     if isinstance(value, (list, tuple)):
         items = [to_nix(v, indent + 2, inline=inline) for v in value]
         if not items:
             return "[ ]"
         one_line = f"[ {' '.join(items)} ]"
-        if (inline or len(items) == 1) and len(one_line) + indent <= 100 and "\n" not in one_line:
+        if (inline or len(items) == 1) and used + len(one_line) + 1 <= WIDTH and "\n" not in one_line:
             return one_line
-        return "[\n" + "".join(f"{pad}  {i}\n" for i in items) + f"{pad}]"
+        if not inline or any("\n" in i for i in items):
+            return "[\n" + "".join(f"{pad}  {i}\n" for i in items) + f"{pad}]"
+        lines: list[str] = []
+        for item in items:
+            if lines and indent + 2 + len(lines[-1]) + 1 + len(item) <= WIDTH:
+                lines[-1] += " " + item
+            else:
+                lines.append(item)
+        return "[\n" + "".join(f"{pad}  {line}\n" for line in lines) + f"{pad}]"
     if isinstance(value, dict):
         if not value:
             return "{ }"
-        lines = "".join(f"{pad}  {nix_attr(k)} = {to_nix(v, indent + 2, inline=inline)};\n" for k, v in value.items())
-        return "{\n" + lines + f"{pad}}}"
+        pairs = [
+            (name, to_nix(v, indent + 2, inline=inline, lead=indent + 2 + len(name) + 3))
+            for name, v in ((nix_attr(k), v) for k, v in value.items())
+        ]
+        one_line = "{ " + " ".join(f"{k} = {v};" for k, v in pairs) + " }"
+        if inline and used + len(one_line) + 1 <= WIDTH and "\n" not in one_line:
+            return one_line
+        return "{\n" + "".join(f"{pad}  {k} = {v};\n" for k, v in pairs) + f"{pad}}}"
     raise TypeError(f"no Nix form for {value!r}")
 
 
@@ -204,17 +225,25 @@ def cargo_args(name: str, config: Config) -> str:
     return " ".join(filter(None, ["--locked", "-p", name, _member_args(name, config)]))
 
 
+# Every crate a source leaves out gets an empty src/lib.rs: cargo then finds a target in a
+# manifest that declares none, and a [lib] declared without a path finds its file. Unused
+# otherwise: an explicit path is not checked until that crate is compiled.
+DEFAULT_STUB = "src/lib.rs"
+
+
 def _stubs_for(crate: Crate) -> tuple[str, ...]:
-    """Target files, relative to the crate, that make cargo accept its manifest when a source
-    leaves the crate's directory out (cargo finds them by convention, so they must exist)."""
-    if crate.declares_target:
-        return ()
-    return ("src/lib.rs" if crate.autolib else "src/main.rs",)
+    """Target files beyond DEFAULT_STUB, relative to the crate, that cargo needs to load its
+    manifest when a source leaves the crate's directory out: the conventional paths of the
+    targets it declares without one ([[bin]] name = "x" needs src/bin/x.rs)."""
+    required = getattr(crate, "required_target_paths", ())
+    return tuple(p for p in required if p != DEFAULT_STUB)
 
 
 def workspace_stubs(ws: Workspace) -> tuple[str, ...]:
     """Every stub file relative to the workspace root, as the library's stubTargets creates them."""
-    return tuple(sorted(s if c.path.as_posix() == "." else f"{c.path.as_posix()}/{s}" for c in ws.crates for s in _stubs_for(c)))
+    return tuple(
+        sorted(s if c.path.as_posix() == "." else f"{c.path.as_posix()}/{s}" for c in ws.crates for s in (DEFAULT_STUB, *_stubs_for(c)))
+    )
 
 
 def _nested(crate: Crate, paths: list[str]) -> list[str]:
@@ -238,7 +267,6 @@ def _crates_data(ws: Workspace, config: Config, classified: Classified) -> dict[
         if kind is not None:
             member = config.member(crate.name)
             entry["kind"] = kind.value
-            entry["version"] = crate.version
             if crate.name in classified.standalone:
                 entry["package"] = True
             if kind is not MemberKind.LIBRARY:

@@ -291,7 +291,7 @@ class FlakeBatch:
 
 DATA = Path("nix/nixcrate/workspace.nix")
 # A member's entry in the generated data: its attribute, then path and kind.
-MEMBER_ENTRY = re.compile(r'^ {4}(\S+|"[^"]+") = \{\n {6}path = .*;\n {6}kind = "(\w+)";$', re.MULTILINE)
+MEMBER_ENTRY = re.compile(r'^ {4}(\S+|"[^"]+") = \{(?:\n {6}| )path = "[^"]*";(?:\n {6}| )kind = "(\w+)";', re.MULTILINE)
 
 
 def check_init(root: Path, spec: WorkspaceSpec, batch: FlakeBatch) -> str:

@@ -34,6 +34,12 @@ let
 
   # ------------------------------------------------------------------------ the workspace
 
+  lockFile = builtins.fromTOML (builtins.readFile (at "Cargo.lock"));
+  # The workspace's own packages (the lock entries without a source) and their versions.
+  localVersions = lib.listToAttrs (
+    map (p: lib.nameValuePair p.name p.version) (lib.filter (p: !(p ? source)) lockFile.package)
+  );
+
   # Members left in the flake (excluded ones and path dependencies have no kind).
   members = lib.filterAttrs (_: c: c ? kind) ws.crates;
   ofKind = kind: lib.filterAttrs (_: m: m.kind == kind) members;
@@ -144,9 +150,13 @@ let
 
   # Cargo loads every member's manifest, and a manifest whose targets are found by convention
   # needs those files to exist. A package's source leaves out the crates it does not compile:
-  # give each such crate empty target files.
+  # give each such crate an empty src/lib.rs (a target for a manifest declaring none, the file
+  # of a [lib] declared without a path) plus its `stubs`. Explicit paths are not checked until
+  # cargo compiles that crate.
   stubs = lib.concatLists (
-    lib.mapAttrsToList (_: c: map (s: if c.path == "." then s else "${c.path}/${s}") (c.stubs or [ ])) ws.crates
+    lib.mapAttrsToList (
+      _: c: map (s: if c.path == "." then s else "${c.path}/${s}") ([ "src/lib.rs" ] ++ c.stubs or [ ])
+    ) ws.crates
   );
   stubTargets = ''
     for stub in ${lib.escapeShellArgs stubs}; do
@@ -171,14 +181,13 @@ let
   # bump then changes no closure (https://github.com/ipetkov/crane/issues/445).
   # Only the workspace's manifests go in: a stray Cargo.toml elsewhere in the tree (a project
   # template with placeholders, say) is not TOML crane can read, nor anything cargo loads.
-  lockFile = builtins.fromTOML (builtins.readFile (at "Cargo.lock"));
-  isLocal = lib.genAttrs (map (p: p.name) (lib.filter (p: !(p ? source)) lockFile.package)) (_: true);
+
   zeroDependency =
     dep:
     let
       words = lib.splitString " " dep;
     in
-    if lib.length words == 2 && isLocal ? ${lib.head words} then "${lib.head words} 0.0.0" else dep;
+    if lib.length words == 2 && localVersions ? ${lib.head words} then "${lib.head words} 0.0.0" else dep;
   zeroPackage =
     p:
     p
@@ -319,7 +328,7 @@ let
       serviceArgs
       // {
         pname = name;
-        inherit (service) version;
+        version = localVersions.${name};
         cargoExtraArgs = cargoArgs name;
         cargoArtifacts = deployCargoArtifacts;
         src = sourceOf {
@@ -346,7 +355,7 @@ let
       lambdaArgs
       // {
         pname = "lambda-${name}";
-        inherit (handler) version;
+        version = localVersions.${name};
         cargoExtraArgs = cargoArgs name;
         cargoArtifacts = lambdaDeployCargoArtifacts;
         src = sourceOf {
@@ -450,7 +459,7 @@ let
       checkArgs
       // {
         pname = name;
-        inherit (member) version;
+        version = localVersions.${name};
         cargoExtraArgs = cargoArgs name;
         cargoArtifacts = checkCargoArtifacts;
         src = sourceOf {
