@@ -2,9 +2,9 @@
 
 Parsed once, here, into frozen dataclasses; nothing past this module sees a raw dict.
 Follows cargo's own rules where a flake depends on them: member globs and `exclude`,
-`workspace.package` / `workspace.dependencies` inheritance, target auto-discovery
-(`src/lib.rs`, `src/main.rs`, `src/bin/*`), `build.rs`, path dependencies that are
-not members, lockfile versions 3 and 4.
+`workspace.package` / `workspace.dependencies` inheritance, targets (nixcrate.targets:
+declared and inferred lib, bins, examples, tests, benches, build script), path
+dependencies that are not members, lockfile versions 3 and 4.
 """
 
 from __future__ import annotations
@@ -18,17 +18,16 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from nixcrate import fast_toml
+from nixcrate import targets as targets_mod
 from nixcrate import toolchain as toolchain_mod
 from nixcrate.errors import LockfileError, ManifestError, WorkspaceError
+from nixcrate.targets import Target  # noqa: TC001 - re-exported: workspace.Target is the model's name
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 LAMBDA_RUNTIME_CRATES = frozenset({"lambda_runtime", "lambda_http", "lambda_extension"})
 NEXTEST_CONFIG = PurePosixPath(".config/nextest.toml")
-_SRC_LIB = PurePosixPath("src/lib.rs")
-_SRC_MAIN = PurePosixPath("src/main.rs")
-_BUILD_RS = PurePosixPath("build.rs")
 
 # What cargo accepts in a package name (it also rejects a leading digit for new packages,
 # but old crates exist): anything else cannot be a cargo package or a Nix attribute we emit.
@@ -42,14 +41,6 @@ class MemberKind(enum.Enum):
     LIBRARY = "library"
     SERVICE = "service"
     LAMBDA = "lambda"
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A lib or bin target of a crate."""
-
-    name: str
-    path: PurePosixPath  # relative to the crate directory
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +66,32 @@ class Crate:
     bins: tuple[Target, ...]
     build_script: PurePosixPath | None
     deps: tuple[Dependency, ...]
-    # True when the manifest names a target itself ([lib] or [[bin]]). Cargo then loads the
-    # manifest even when the sources are absent; otherwise a filtered source needs a stub.
+    # True when the manifest has a [lib] table or a [[bin]]. Kept for older callers: whether
+    # cargo loads the manifest with the sources absent is required_target_paths' question
+    # (a [lib] without `path` still needs src/lib.rs).
     declares_target: bool
-    autolib: bool
+    autolib: bool  # package.autolib is not false
     links: str | None
+    # Files (relative to the crate directory, normalized; may start with ../ for a declared
+    # path outside it) that must exist for cargo to load this manifest, with the same lib and
+    # bins, when the crate's sources are left out of a build's source, and for
+    # `cargo build -p <another member>` to work: the lib's and every bin's root file, and the
+    # files of every [[example]], [[test]] and [[bench]] table. Create each one (empty) and
+    # cargo is satisfied; see nixcrate.targets.required_paths. Checked against real cargo in
+    # tests/test_targets.py.
+    required_target_paths: tuple[str, ...] = ()
+    examples: tuple[Target, ...] = ()
+    tests: tuple[Target, ...] = ()
+    benches: tuple[Target, ...] = ()
+    edition: str = "2015"  # cargo's default when the manifest sets none
 
     @property
     def manifest(self) -> PurePosixPath:
         return self.path / "Cargo.toml"
+
+    def required_target_files(self) -> tuple[str, ...]:
+        """required_target_paths relative to the workspace root (`crates/a/src/lib.rs`), sorted."""
+        return tuple(sorted({_join(self.path.as_posix(), p) for p in self.required_target_paths}))
 
     @property
     def direct_dep_names(self) -> frozenset[str]:
@@ -330,73 +338,6 @@ def _parse_dep(
     )
 
 
-def _listing(directory: str) -> dict[str, bool]:
-    """{entry name: is a directory} of a directory, {} when it is absent."""
-    try:
-        with os.scandir(directory) as entries:
-            return {e.name: e.is_dir() for e in entries}
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
-
-
-def _discover_targets(
-    crate_dir: str, manifest: dict[str, Any], package: dict[str, Any], name: str, display: str
-) -> tuple[Target | None, tuple[Target, ...], bool, bool]:
-    lib_section = manifest.get("lib")
-    autolib = package.get("autolib", True) is not False
-    lib: Target | None = None
-    declared_raw = manifest.get("bin", [])
-    sections = [lib_section] if isinstance(lib_section, dict) else []
-    sections += [b for b in declared_raw if isinstance(b, dict)] if isinstance(declared_raw, list) else []
-    if any(not isinstance(section.get("path", ""), str) for section in sections):
-        raise ManifestError(f"{display}: a [lib] or [[bin]] path is not a string: fix it")
-    src = _listing(os.path.join(crate_dir, "src"))  # one directory read instead of a stat per candidate
-    if isinstance(lib_section, dict):
-        lib = Target(str(lib_section.get("name", name.replace("-", "_"))), PurePosixPath(lib_section.get("path", "src/lib.rs")))
-    elif autolib and src.get("lib.rs") is False:
-        lib = Target(name.replace("-", "_"), _SRC_LIB)
-
-    bins: dict[str, Target] = {}
-    autobins = package.get("autobins", True) is not False
-    if autobins:
-        if src.get("main.rs") is False:
-            bins[name] = Target(name, _SRC_MAIN)
-        if src.get("bin") is True:
-            for entry in sorted(Path(crate_dir, "src", "bin").iterdir()):
-                if entry.is_file() and entry.suffix == ".rs":
-                    bins[entry.stem] = Target(entry.stem, PurePosixPath("src/bin") / entry.name)
-                elif entry.is_dir() and (entry / "main.rs").is_file():
-                    bins[entry.name] = Target(entry.name, PurePosixPath("src/bin") / entry.name / "main.rs")
-    declared = manifest.get("bin", [])
-    if isinstance(declared, list):
-        for b in declared:
-            if not isinstance(b, dict) or "name" not in b:
-                continue
-            bname = str(b["name"])
-            if "path" in b:
-                bpath = PurePosixPath(str(b["path"]))
-            elif bname in bins:
-                bpath = bins[bname].path
-            elif bname == name and src.get("main.rs") is False:
-                bpath = _SRC_MAIN
-            elif os.path.isfile(os.path.join(crate_dir, "src", "bin", bname, "main.rs")):
-                bpath = PurePosixPath("src/bin") / bname / "main.rs"
-            else:
-                bpath = PurePosixPath("src/bin") / f"{bname}.rs"
-            bins[bname] = Target(bname, bpath)
-    declares = isinstance(lib_section, dict) or bool(declared)
-    return lib, tuple(sorted(bins.values(), key=lambda t: t.name)), declares, autolib
-
-
-def _build_script(crate_dir: str, package: dict[str, Any]) -> PurePosixPath | None:
-    build = package.get("build")
-    if build is False:
-        return None
-    if isinstance(build, str):
-        return PurePosixPath(build)
-    return _BUILD_RS if os.path.isfile(os.path.join(crate_dir, "build.rs")) else None
-
-
 def _read_crate(
     root: Path,
     rel: str,
@@ -431,7 +372,11 @@ def _read_crate(
             f"{display}: package name '{name}' cannot be a Nix attribute or derivation name (only ASCII letters, digits, '-' and '_'): rename the package"
         )
     version = _inherit(package.get("version", "0.0.0"), "version", ws_package, display)
-    lib, bins, declares, autolib = _discover_targets(crate_dir, manifest, package, name, display)
+    edition = _inherit(package.get("edition", "2015"), "edition", ws_package, display)
+    if not isinstance(edition, str):
+        raise ManifestError(f"{display}: package.edition must be a string such as '2021': fix the value (cargo rejects it too)")
+    found = targets_mod.discover(crate_dir, manifest, package, name=name, edition=edition, display=display)
+    bins = found.bins
     for target in bins:
         if not _CARGO_NAME.match(target.name):
             raise ManifestError(
@@ -449,13 +394,18 @@ def _read_crate(
         version=str(version),
         path=path,
         is_member=is_member,
-        lib=lib,
+        lib=found.lib,
         bins=bins,
-        build_script=_build_script(crate_dir, package),
+        build_script=found.build_script,
         deps=deps,
-        declares_target=declares,
-        autolib=autolib,
+        declares_target=isinstance(manifest.get("lib"), dict) or bool(manifest.get("bin")),
+        autolib=package.get("autolib", True) is not False,
         links=links if isinstance(links, str) else None,
+        required_target_paths=found.required_paths,
+        examples=found.examples,
+        tests=found.tests,
+        benches=found.benches,
+        edition=edition,
     )
 
 
