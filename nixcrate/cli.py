@@ -169,6 +169,7 @@ def _print_init(result: InitResult, *, check: bool) -> None:
     if result.classified.excluded:
         table.add_row("excluded", str(len(result.classified.excluded)), ", ".join(result.classified.excluded))
     out.print(table)
+    _print_left_out(result)
     services = result.report.services
     if services.members:
         out.print(
@@ -182,6 +183,23 @@ def _print_init(result: InitResult, *, check: bool) -> None:
     for closure_name, applied in result.native_applied:
         for line in applied:
             out.print(f"native ({closure_name}): {line}", soft_wrap=True)
+
+
+def _print_left_out(result: InitResult) -> None:
+    """Standalone libraries the build machine cannot build (nixcrate.host): why, and the
+    nixcrate.toml line that brings each back."""
+    from rich.markup import escape  # noqa: PLC0415
+
+    from nixcrate import config as config_mod  # noqa: PLC0415
+    from nixcrate import host  # noqa: PLC0415
+    from nixcrate.console import err, out  # noqa: PLC0415
+
+    left = host.left_out(result.ws, config_mod.load(result.root), result.classified.standalone)
+    for warning, line in host.summary_lines(left, (o.name for o in result.context.services)):
+        if warning:
+            err.print(f"[yellow]warning:[/yellow] {escape(line)}", soft_wrap=True)
+        else:
+            out.print(line, soft_wrap=True, markup=False)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from nixcrate import fast_toml
+from nixcrate import fast_toml, host
 from nixcrate import targets as targets_mod
 from nixcrate import toolchain as toolchain_mod
 from nixcrate.errors import LockfileError, ManifestError, WorkspaceError
@@ -52,6 +52,15 @@ class Dependency:
     path: PurePosixPath | None  # crate directory relative to the workspace root, for path deps
     git: str | None
     optional: bool
+    features: tuple[str, ...] = ()  # as the entry lists them (workspace ones merged in)
+    default_features: bool = True
+    key: str = ""  # the key in the manifest's table (a renamed dependency's own name); "" when it is `name`
+    target: str | None = None  # the `target.<cfg>` table it sits in, None for the plain tables
+
+    @property
+    def table_key(self) -> str:
+        """The name [features] entries use for it (`dep:x`, `x/feature`)."""
+        return self.key or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,14 @@ class Crate:
     tests: tuple[Target, ...] = ()
     benches: tuple[Target, ...] = ()
     edition: str = "2015"  # cargo's default when the manifest sets none
+    features: tuple[tuple[str, tuple[str, ...]], ...] = ()  # [features], sorted by name
+    # Why this crate cannot be built for the build machine as a package of its own, or None:
+    # a wasm cdylib (wasm-bindgen reached with its default features) or a Python extension
+    # module (pyo3 with `extension-module`, or a cdylib on pyo3), whose build script wants
+    # an interpreter. Set for every crate that matches, whether or not a member depends on it;
+    # it matters for the standalone libraries, which nixcrate would otherwise give a package
+    # (nixcrate.host.left_out decides with nixcrate.toml's `package` key).
+    host_unbuildable_reason: str | None = None
 
     @property
     def manifest(self) -> PurePosixPath:
@@ -281,29 +298,30 @@ def _inherit(value: Any, key: str, ws_package: dict[str, Any], display: str) -> 
     return value
 
 
-def _dep_entries(manifest: dict[str, Any]) -> list[tuple[str, str, Any]]:
-    """(table, key, spec) for every dependency table, including target.'cfg'.* tables."""
-    out: list[tuple[str, str, Any]] = []
-    tables: list[dict[str, Any]] = [manifest]
+def _dep_entries(manifest: dict[str, Any]) -> list[tuple[str, str, Any, str | None]]:
+    """(table, key, spec, target cfg) for every dependency table, including target.'cfg'.* tables."""
+    out: list[tuple[str, str, Any, str | None]] = []
+    tables: list[tuple[dict[str, Any], str | None]] = [(manifest, None)]
     targets = manifest.get("target")
     if isinstance(targets, dict):
-        tables.extend(t for t in targets.values() if isinstance(t, dict))
-    for table in tables:
+        tables.extend((t, cfg) for cfg, t in targets.items() if isinstance(t, dict))
+    for table, cfg in tables:
         for name in _DEP_TABLES:
             # cargo still accepts the old underscore spellings
             section = table.get(name, table.get(name.replace("-", "_"), {}))
             if isinstance(section, dict):
-                out.extend((name, key, spec) for key, spec in section.items())
+                out.extend((name, key, spec, cfg) for key, spec in section.items())
     return out
 
 
-def _parse_dep(
+def _parse_dep(  # noqa: PLR0917 - one call site, positional as _dep_entries yields them
     key: str,
     spec: Any,
     table: str,
     crate_dir: str,
     ws_deps: dict[str, Any],
     display: str,
+    target: str | None = None,
 ) -> Dependency:
     base_dir = crate_dir
     if isinstance(spec, dict) and spec.get("workspace") is True:
@@ -324,17 +342,22 @@ def _parse_dep(
         spec = merged
         base_dir = "."  # workspace.dependencies paths are relative to the root
     if isinstance(spec, str):
-        return Dependency(key, _DEP_KIND[table], None, None, optional=False)
+        return Dependency(key, _DEP_KIND[table], None, None, optional=False, target=target)
     if not isinstance(spec, dict):
         raise ManifestError(f"{display}: dependency '{key}' must be a version string or a table: fix its entry")
     name = spec.get("package", key)
     path = spec.get("path")
+    features = spec.get("features", [])
     return Dependency(
         name=str(name),
         kind=_DEP_KIND[table],
         path=PurePosixPath(_join(base_dir, path)) if isinstance(path, str) else None,
         git=spec.get("git") if isinstance(spec.get("git"), str) else None,
         optional=bool(spec.get("optional", False)),
+        features=tuple(str(f) for f in features) if isinstance(features, list) else (),
+        default_features=spec.get("default-features", spec.get("default_features", True)) is not False,
+        key="" if key == name else key,
+        target=target,
     )
 
 
@@ -384,11 +407,19 @@ def _read_crate(
             )
     deps = tuple(
         sorted(
-            (_parse_dep(key, spec, table, rel, ws_deps, display) for table, key, spec in _dep_entries(manifest)),
-            key=lambda d: (d.name, d.kind, str(d.path)),
+            (_parse_dep(key, spec, table, rel, ws_deps, display, cfg) for table, key, spec, cfg in _dep_entries(manifest)),
+            key=lambda d: (d.name, d.kind, str(d.path), d.target or ""),
         )
     )
     links = package.get("links")
+    raw_features = manifest.get("features")
+    features = (
+        tuple(
+            sorted((str(k), tuple(str(x) for x in v)) for k, v in raw_features.items() if isinstance(v, list))
+        )
+        if isinstance(raw_features, dict)
+        else ()
+    )
     return Crate(
         name=name,
         version=str(version),
@@ -406,6 +437,7 @@ def _read_crate(
         tests=found.tests,
         benches=found.benches,
         edition=edition,
+        features=features,
     )
 
 
@@ -587,7 +619,7 @@ def load(root: Path) -> Workspace:
         crates[dep_dir] = crate
         pending.extend(d for d in crate.deps if d.path is not None)
 
-    ordered_crates = tuple(crates[rel] for rel in sorted(crates))
+    ordered_crates = host.with_reasons(tuple(crates[rel] for rel in sorted(crates)))
     by_name: dict[str, Crate] = {}
     for c in ordered_crates:
         if c.name in by_name:
