@@ -757,3 +757,20 @@ def test_drift_job_steps_pass_on_a_fresh_checkout_and_fail_when_stale(ws: Path, 
         proc = steps(step(doc, "drift", name), ws)
         assert proc.returncode == 1, name
         assert "out of date" in proc.stderr
+
+
+def test_the_runtime_named_to_users_is_provided_al2023(ws: Path) -> None:
+    # provided.al2 is deprecated since 2026-07-31 and takes no new functions from 2027-02-01:
+    # the workflow and the docs name provided.al2023, and AL2 only as deprecated.
+    assert run("ci", str(ws))[0] == 0
+    texts = {
+        "workflow": (ws / WORKFLOW).read_text(),
+        "docs/ci.md": (REPO / "docs" / "ci.md").read_text(),
+        "README.md": (REPO / "README.md").read_text(),
+    }
+    for name, text in texts.items():
+        assert "provided.al2023" in text, name
+        prose = " ".join(line.strip().lstrip("#") for line in text.splitlines())
+        for sentence in re.split(r"(?<=[.;])\s", prose):
+            if re.search(r"provided\.al2(?!023)", sentence):
+                assert "deprecat" in sentence, f"{name}: {sentence}"
