@@ -13,6 +13,7 @@ inferred file of its name. tests/test_targets.py compares the result with
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -30,6 +31,11 @@ _OTHER_KINDS = (
     ("test", "autotests", "tests", "test"),
     ("bench", "autobenches", "benches", "bench"),
 )
+
+
+# One PurePosixPath per distinct path: most crates share "src/lib.rs" and "src/main.rs", and
+# pathlib's parsing per Target was most of what reading targets cost at 500 members.
+_path = functools.lru_cache(maxsize=4096)(PurePosixPath)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,23 +83,46 @@ def normalize(path: str) -> str:
     return "/" + text if absolute else text or "."
 
 
-def _listing(directory: str) -> list[tuple[str, bool]]:
-    """(entry name, is a directory, not following symlinks) of a directory, [] when absent."""
-    try:
-        with os.scandir(directory) as entries:
-            return [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return []
+class _Tree:
+    """The crate directory, each subdirectory listed at most once: one scandir instead of a
+    stat per candidate file, and none for a directory its parent's listing does not hold
+    (`init` reads hundreds of crates)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        # rel -> {entry: (is a directory following symlinks, is one without following them)}
+        self._listings: dict[str, dict[str, tuple[bool, bool]]] = {}
+
+    def listing(self, rel: str) -> dict[str, tuple[bool, bool]]:
+        found = self._listings.get(rel)
+        if found is None:
+            parent, _, name = rel.rpartition("/")
+            found = {}
+            if not rel or self.listing(parent).get(name, (False, False))[0]:
+                try:
+                    with os.scandir(os.path.join(self.root, rel)) as entries:
+                        found = {e.name: (e.is_dir(), e.is_dir(follow_symlinks=False)) for e in entries}
+                except (FileNotFoundError, NotADirectoryError, PermissionError):
+                    found = {}
+            self._listings[rel] = found
+        return found
+
+    def exists(self, rel: str) -> bool:
+        """Path.exists() of root/rel (rel a plain relative path, or any path cargo normalized)."""
+        if rel.startswith(("/", "../")) or rel == "..":
+            return os.path.exists(os.path.join(self.root, rel))
+        parent, _, name = rel.rpartition("/")
+        return name in self.listing(parent)
 
 
-def _infer_from_directory(crate_dir: str, rel: str) -> list[tuple[str, str]]:
+def _infer_from_directory(tree: _Tree, rel: str) -> list[tuple[str, str]]:
     """cargo's infer_from_directory: `<rel>/<name>.rs` and `<rel>/<name>/main.rs`, dotfiles skipped."""
     found = []
-    for name, is_dir in _listing(os.path.join(crate_dir, rel)):
+    for name, (_, is_dir) in tree.listing(rel).items():
         if name.startswith("."):
             continue
         if is_dir:
-            if os.path.exists(os.path.join(crate_dir, rel, name, "main.rs")):
+            if tree.exists(f"{rel}/{name}/main.rs"):
                 found.append((name, f"{rel}/{name}/main.rs"))
         elif name.endswith(".rs"):
             found.append((name[:-3], f"{rel}/{name}"))
@@ -165,7 +194,7 @@ def _target_path(
     what: str,
     default_dir: str,
     legacy: list[str],
-    crate_dir: str,
+    tree: _Tree,
     display: str,
 ) -> str:
     """cargo's target_path: the declared path, else the one inferred file of that name
@@ -177,7 +206,7 @@ def _target_path(
     if len(matching) == 1:
         return matching[0]
     for path in legacy:
-        if os.path.exists(os.path.join(crate_dir, path)):
+        if tree.exists(path):
             return path
     if matching:
         raise ManifestError(
@@ -205,13 +234,13 @@ def _named(table: dict[str, Any], what: str, display: str) -> str:
     return name
 
 
-def _lib_path(crate_dir: str, table: dict[str, Any], lib_name: str, edition: str, display: str) -> str:
+def _lib_path(tree: _Tree, table: dict[str, Any], lib_name: str, edition: str, display: str) -> str:
     """The root file of a [lib] table (or of the inferred lib, `table` empty)."""
     if "path" in table:
         return normalize(table["path"])
-    if os.path.exists(os.path.join(crate_dir, SRC_LIB)):
+    if tree.exists(SRC_LIB):
         return SRC_LIB
-    if edition == "2015" and os.path.exists(os.path.join(crate_dir, "src", f"{lib_name}.rs")):
+    if edition == "2015" and tree.exists(f"src/{lib_name}.rs"):
         return f"src/{lib_name}.rs"
     raise ManifestError(
         f"{display}: [lib] has no path and {SRC_LIB} does not exist: add {SRC_LIB} or set lib.path (cargo rejects it too)"
@@ -226,7 +255,7 @@ def _crate_types(table: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _lib(
-    crate_dir: str,
+    tree: _Tree,
     manifest: dict[str, Any],
     package: dict[str, Any],
     *,
@@ -240,7 +269,7 @@ def _lib(
         raise ManifestError(f"{display}: [lib] must be a table: fix its syntax (cargo rejects it too)")
     if table is not None:
         _check_strings(table, "lib", display)
-    elif _flag(package, "autolib", display) is False or not os.path.exists(os.path.join(crate_dir, SRC_LIB)):
+    elif _flag(package, "autolib", display) is False or not tree.exists(SRC_LIB):
         return None
     table = table or {}
     lib_name = str(table.get("name", name.replace("-", "_")))
@@ -248,12 +277,12 @@ def _lib(
         raise ManifestError(f"{display}: lib name '{lib_name}' has a '-': use '_' (cargo rejects it too)")
     # With autolib = false and both name and path set cargo takes the table as it is; in
     # every other case a missing path is inferred, whatever autolib says.
-    path = _lib_path(crate_dir, table, lib_name, edition, display)
-    return Target(lib_name, PurePosixPath(path), _crate_types(table), _required_features(table))
+    path = _lib_path(tree, table, lib_name, edition, display)
+    return Target(lib_name, _path(path), _crate_types(table), _required_features(table))
 
 
 def _bins(
-    crate_dir: str,
+    tree: _Tree,
     manifest: dict[str, Any],
     package: dict[str, Any],
     *,
@@ -270,9 +299,9 @@ def _bins(
     if auto is False and all("path" in t for t in declared or ()):
         tables, inferred = list(declared or ()), []
     else:
-        inferred = (
-            [(name, SRC_MAIN)] if os.path.exists(os.path.join(crate_dir, SRC_MAIN)) else []
-        ) + _infer_from_directory(crate_dir, "src/bin")
+        inferred = ([(name, SRC_MAIN)] if tree.exists(SRC_MAIN) else []) + _infer_from_directory(
+            tree, "src/bin"
+        )
         tables = _merge(declared, inferred, auto, edition)
     bins = []
     for table in tables:
@@ -288,30 +317,34 @@ def _bins(
             what="bin",
             default_dir="src/bin",
             legacy=legacy,
-            crate_dir=crate_dir,
+            tree=tree,
             display=display,
         )
-        bins.append(Target(bin_name, PurePosixPath(path), (), _required_features(table)))
+        bins.append(Target(bin_name, _path(path), (), _required_features(table)))
     _check_unique(bins, "bin", display)
     return sorted(bins, key=lambda t: t.name)
 
 
 def _others(
-    crate_dir: str, manifest: dict[str, Any], package: dict[str, Any], *, edition: str, display: str
+    tree: _Tree, manifest: dict[str, Any], package: dict[str, Any], *, edition: str, display: str
 ) -> tuple[tuple[tuple[Target, ...], ...], list[str]]:
     """cargo's normalize_examples, _tests and _benches: the targets of each, and the paths of
     the declared ones (with or without `path`: cargo refuses to build the workspace without them)."""
-    out = []
+    out: list[tuple[Target, ...]] = []
     declared_paths: list[str] = []
+    root = tree.listing("")
     for key, flag, directory, what in _OTHER_KINDS:
-        declared = _tables(manifest, key, display)
         auto = _flag(package, flag, display)
+        if key not in manifest and directory not in root:  # the usual case: nothing to find
+            out.append(())
+            continue
+        declared = _tables(manifest, key, display)
         for table in declared or ():
             _named(table, key, display)
         if auto is False and all("path" in t for t in declared or ()):
             tables, inferred = list(declared or ()), []
         else:
-            inferred = _infer_from_directory(crate_dir, directory)
+            inferred = _infer_from_directory(tree, directory)
             tables = _merge(declared, inferred, auto, edition)
         targets = []
         for table in tables:
@@ -325,7 +358,7 @@ def _others(
                     what=what,
                     default_dir=directory,
                     legacy=legacy,
-                    crate_dir=crate_dir,
+                    tree=tree,
                     display=display,
                 )
             except ManifestError:
@@ -334,30 +367,33 @@ def _others(
             if declared is not None and any(t is table for t in declared):
                 declared_paths.append(path)
             kinds = tuple(table.get("crate-type", table.get("crate_type")) or ())
-            targets.append(Target(table["name"], PurePosixPath(path), kinds, _required_features(table)))
+            targets.append(Target(table["name"], _path(path), kinds, _required_features(table)))
         _check_unique(targets, key, display)
         out.append(tuple(sorted(targets, key=lambda t: t.name)))
     return tuple(out), declared_paths
 
 
-def build_script(crate_dir: str, package: dict[str, Any], display: str) -> PurePosixPath | None:
+def build_script(
+    crate_dir: str, package: dict[str, Any], display: str, tree: _Tree | None = None
+) -> PurePosixPath | None:
     """cargo's normalize_build: `build = false` none, `true` build.rs, a path that file
     (existing or not), unset build.rs when it is a file."""
     build = package.get("build")
     if build is False:
         return None
     if build is True:
-        return PurePosixPath(_BUILD_RS)
+        return _path(_BUILD_RS)
     if isinstance(build, str):
-        return PurePosixPath(normalize(build))
+        return _path(normalize(build))
     if isinstance(build, list) and build and all(isinstance(b, str) for b in build):
         # several build scripts (unstable `multiple-build-scripts`): the first one
-        return PurePosixPath(normalize(build[0]))
+        return _path(normalize(build[0]))
     if build is not None:
         raise ManifestError(
             f"{display}: package.build must be true, false or a path: fix the value (cargo rejects it too)"
         )
-    return PurePosixPath(_BUILD_RS) if os.path.isfile(os.path.join(crate_dir, _BUILD_RS)) else None
+    entry = (tree or _Tree(crate_dir)).listing("").get(_BUILD_RS)
+    return _path(_BUILD_RS) if entry is not None and not entry[0] else None
 
 
 def discover(
@@ -370,12 +406,13 @@ def discover(
     display: str,
 ) -> Targets:
     """Every target of the manifest at crate_dir, as cargo 1.95 finds them."""
-    lib = _lib(crate_dir, manifest, package, name=name, edition=edition, display=display)
+    tree = _Tree(crate_dir)
+    lib = _lib(tree, manifest, package, name=name, edition=edition, display=display)
     bins = _bins(
-        crate_dir, manifest, package, name=name, edition=edition, has_lib=lib is not None, display=display
+        tree, manifest, package, name=name, edition=edition, has_lib=lib is not None, display=display
     )
     (examples, tests, benches), declared_other = _others(
-        crate_dir, manifest, package, edition=edition, display=display
+        tree, manifest, package, edition=edition, display=display
     )
     return Targets(
         lib=lib,
@@ -383,7 +420,7 @@ def discover(
         examples=examples,
         tests=tests,
         benches=benches,
-        build_script=build_script(crate_dir, package, display),
+        build_script=build_script(crate_dir, package, display, tree),
         required_paths=required_paths(lib, bins, declared_other),
     )
 
