@@ -85,9 +85,11 @@ class Crate:
     # path outside it) that must exist for cargo to load this manifest, with the same lib and
     # bins, when the crate's sources are left out of a build's source, and for
     # `cargo build -p <another member>` to work: the lib's and every bin's root file, and the
-    # files of every [[example]], [[test]] and [[bench]] table. Create each one (empty) and
-    # cargo is satisfied; see nixcrate.targets.required_paths. Checked against real cargo in
-    # tests/test_targets.py.
+    # files of every [[example]], [[test]] and [[bench]] table. Create each one that is
+    # missing (empty), not only when its directory is: a crate with src/lib.rs and
+    # src/bin/x.rs needs both. Cargo is then satisfied; see nixcrate.targets.required_paths,
+    # and Crate.required_target_files() for the paths from the workspace root. Checked
+    # against real cargo in tests/test_targets.py.
     required_target_paths: tuple[str, ...] = ()
     examples: tuple[Target, ...] = ()
     tests: tuple[Target, ...] = ()
