@@ -414,27 +414,35 @@ def discover(
     (examples, tests, benches), declared_other = _others(
         tree, manifest, package, edition=edition, display=display
     )
+    build = build_script(crate_dir, package, display, tree)
     return Targets(
         lib=lib,
         bins=tuple(bins),
         examples=examples,
         tests=tests,
         benches=benches,
-        build_script=build_script(crate_dir, package, display, tree),
-        required_paths=required_paths(lib, bins, declared_other),
+        build_script=build,
+        required_paths=required_paths(lib, bins, declared_other, build),
     )
 
 
-def required_paths(lib: Target | None, bins: list[Target], declared_other: list[str]) -> tuple[str, ...]:
+def required_paths(
+    lib: Target | None, bins: list[Target], declared_other: list[str], build: PurePosixPath | None = None
+) -> tuple[str, ...]:
     """The files that, created empty where the crate's sources are absent, let cargo load
-    the manifest with the same lib and bins and build the other members.
+    the manifest with the same lib, bins and build script, and build the other members.
 
     Each of the lib's and bins' files: a declared target without `path` needs its inferred
     file ("can't find library", "can't find bin"), and an inferred one comes back only if its
-    file exists. The files of [[example]], [[test]] and [[bench]] tables: without them
-    `cargo metadata` still loads the workspace but `cargo build -p <any member>` fails. The
-    examples, tests and benches cargo infers from their directories are left out: cargo drops
-    them quietly when absent, and adding one must not change the flake. A declared `path`
-    is listed too (cargo does not need it, an empty file there does no harm)."""
+    file exists. The build script: a package with `links` must have one ("package specifies
+    that it links to `nix` but does not have a custom build script", nickel-lang-core), and
+    build.rs counts only if it exists. The files of [[example]], [[test]] and [[bench]]
+    tables: without them `cargo metadata` still loads the workspace but
+    `cargo build -p <any member>` fails. The examples, tests and benches cargo infers from
+    their directories are left out: cargo drops them quietly when absent, and adding one
+    must not change the flake. A declared `path` is listed too (cargo does not need it, an
+    empty file there does no harm)."""
     paths = ([str(lib.path)] if lib else []) + [str(b.path) for b in bins] + declared_other
+    if build is not None:
+        paths.append(str(build))
     return tuple(sorted(set(paths)))

@@ -84,8 +84,9 @@ class Crate:
     # Files (relative to the crate directory, normalized; may start with ../ for a declared
     # path outside it) that must exist for cargo to load this manifest, with the same lib and
     # bins, when the crate's sources are left out of a build's source, and for
-    # `cargo build -p <another member>` to work: the lib's and every bin's root file, and the
-    # files of every [[example]], [[test]] and [[bench]] table. Create each one that is
+    # `cargo build -p <another member>` to work: the lib's and every bin's root file, the
+    # build script (a package with `links` must have one), and the files of every
+    # [[example]], [[test]] and [[bench]] table. Create each one that is
     # missing (empty), not only when its directory is: a crate with src/lib.rs and
     # src/bin/x.rs needs both. Cargo is then satisfied; see nixcrate.targets.required_paths,
     # and Crate.required_target_files() for the paths from the workspace root. Checked

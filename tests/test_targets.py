@@ -2,7 +2,8 @@
 random ones), nixcrate's lib, bins, examples, tests, benches and build script equal what
 `cargo metadata --no-deps --offline` lists; where cargo refuses a manifest, nixcrate does
 too. And a member whose sources are replaced by empty files at exactly its
-`required_target_paths` still loads with the same lib and bins, and the other members build.
+`required_target_paths` still loads with the same lib, bins and build script, and the other
+members build.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nixcrate import workspace
+from conftest import mirror_repo
+
+from nixcrate import host, workspace
 from nixcrate.errors import ManifestError
 
 pytestmark = [
@@ -120,6 +123,8 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "build-false": ('edition = "2021"\nbuild = false\n', ("src/lib.rs", "build.rs")),
     "build-custom": ('edition = "2021"\nbuild = "tools/gen.rs"\n', ("src/lib.rs", "tools/gen.rs")),
     "build-true": ('edition = "2021"\nbuild = true\n', ("src/lib.rs", "build.rs")),
+    # a package that links a native library must keep a build script (nickel-lang-core)
+    "links-build": ('edition = "2021"\nlinks = "foo"\n', ("src/lib.rs", "build.rs")),
     "legacy-lib-2015": ('[lib]\nname = "legacy"\n', ("src/legacy.rs",)),
     "legacy-bin-2015": ('[[bin]]\nname = "x"\n', ("src/x.rs",)),
     "edition-inherited": (
@@ -286,11 +291,9 @@ def test_members_stubbed_at_their_required_paths_load_and_the_rest_builds(tmp_pa
     ws = strip_to_stubs(tmp_path, keep="consumer")
     after = cargo_targets(tmp_path)
     for crate in ws.members:
-        # the same lib and bins: what cargo loads does not depend on whether the sources are there
-        assert (after[crate.name]["lib"], after[crate.name]["bin"]) == (
-            before[crate.name]["lib"],
-            before[crate.name]["bin"],
-        ), crate.name
+        # the same lib, bins and build script: what cargo loads does not depend on the sources
+        kept = ("lib", "bin", "custom-build")
+        assert [after[crate.name][k] for k in kept] == [before[crate.name][k] for k in kept], crate.name
     build = cargo(tmp_path, "build", "-p", "consumer", check=False)
     assert build.returncode == 0, build.stderr[-2000:]
 
@@ -358,3 +361,56 @@ def test_random_layouts_match_cargo_metadata(
     else:
         with pytest.raises(ManifestError):
             workspace.load(root)
+
+
+# --------------------------------------------------------------------------- real workspaces
+
+# The workspaces the bug reports came from, where fetched into .mirror/ (skipped otherwise),
+# and the crates among their members the build machine cannot build on their own.
+REAL = {
+    "tweag+nickel": {"py-nickel": host.PYTHON_REASON, "nickel-wasm-repl": host.WASM_REASON},
+    "lldap+lldap": {"lldap_app": host.WASM_REASON},
+    "vectordotdev+vector": {"vector-vrl-web-playground": host.WASM_REASON},
+}
+
+
+def materialize(repo: Path, dest: Path) -> None:
+    """The repository's tree at HEAD: manifests and locks with their content, every other
+    file empty (targets depend on which files exist, not on what they hold). No
+    rust-toolchain file, so cargo runs as installed."""
+    names = subprocess.run(
+        ["git", "-C", str(repo), "ls-tree", "-r", "--name-only", "-z", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    keep = [n for n in names if n.rsplit("/", 1)[-1] in ("Cargo.toml", "Cargo.lock")]
+    for name in names:
+        if name and name not in keep and not name.rsplit("/", 1)[-1].startswith("rust-toolchain"):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / name).touch()
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", "HEAD", "--", *keep], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_workspaces_match_cargo_metadata_and_their_unbuildable_crates(tmp_path: Path, name: str) -> None:
+    repo = mirror_repo(name) or Path("/work/.mirror") / name / "repo"
+    if not repo.exists():
+        pytest.skip(f"{name.replace('+', '/')} is not fetched into .mirror/")
+    materialize(repo, tmp_path)
+    ws = workspace.load(tmp_path)
+    theirs = cargo_targets(tmp_path)
+    for crate in ws.members:
+        assert nixcrate_targets(crate) == theirs[crate.name], crate.name
+    unbuildable = {c.name: c.host_unbuildable_reason for c in ws.members if c.host_unbuildable_reason}
+    assert unbuildable == REAL[name]
+    # every member but one reduced to its required files: cargo loads the same targets
+    keep = ws.members[0].name
+    strip_to_stubs(tmp_path, keep=keep)
+    after = cargo_targets(tmp_path)
+    for crate in ws.members:
+        kept = ("lib", "bin", "custom-build")
+        assert [after[crate.name][k] for k in kept] == [theirs[crate.name][k] for k in kept], crate.name
