@@ -5,7 +5,7 @@ brings it back, and `package = true` does."""
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
@@ -13,6 +13,9 @@ from click.testing import CliRunner
 from nixcrate import config, flake_gen, host, workspace
 from nixcrate.cli import cli
 from nixcrate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 REGISTRY = "registry+https://github.com/rust-lang/crates.io-index"
 THIRD_PARTY = {"wasm-bindgen": "0.2.100", "pyo3": "0.23.0", "serde": "1.0.200"}

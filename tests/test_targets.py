@@ -16,10 +16,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+from conftest import mirror_repo
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from conftest import mirror_repo
 
 from nixcrate import host, workspace
 from nixcrate.errors import ManifestError
