@@ -40,7 +40,12 @@ DEFAULT_BRANCH = "main"
 PYTHON_VERSION = "3.11"
 REGENERATE_PREFIX = "# Regenerate: nixcrate ci"
 
-CACHE_FORMS = "cachix:NAME, s3://BUCKET?region=REGION, or an https://, http:// or file:// binary cache URL"
+CACHE_FORMS = (
+    "gha (the GitHub Actions cache, the default), cachix:NAME, s3://BUCKET?region=REGION, "
+    "or an https://, http:// or file:// binary cache URL"
+)
+# No account and no secret: what a first user's workflow can run on. docs/ci.md names its limits.
+DEFAULT_CACHE = "gha"
 
 # Secrets are referenced by name only; docs/ci.md says which to create.
 CACHIX_SECRET = "CACHIX_AUTH_TOKEN"  # noqa: S105 - a name, not a value
@@ -73,12 +78,18 @@ UPLOAD_ARTIFACT = PinnedAction(
 AWS_CREDENTIALS = PinnedAction(
     "aws-actions/configure-aws-credentials", "e6de054238d6b7531b4efff3b6587d9aade6a06c", "v6.2.3"
 )
+# v13 is the newest tag (2025-07; later commits on main are untagged), read 2026-12. Its inputs
+# (action.yml): use-flakehub, use-gha-cache, diagnostic-endpoint, upstream-cache, listen, ...
+MAGIC_NIX_CACHE = PinnedAction(
+    "DeterminateSystems/magic-nix-cache-action", "565684385bcd71bad329742eefe8d12f2e765b39", "v13"
+)
 
 
 # --------------------------------------------------------------------------- settings
 
 
 class CacheKind(enum.Enum):
+    GHA = "gha"
     CACHIX = "cachix"
     S3 = "s3"
     URL = "url"
@@ -125,12 +136,19 @@ def _bad_cache(spec: str, why: str) -> UsageError:
 
 
 def parse_cache(spec: str) -> Cache:
-    """`cachix:NAME`, `s3://BUCKET?region=R[&...]`, or an http(s)/file binary cache URL."""
+    """`gha`, `cachix:NAME`, `s3://BUCKET?region=R[&...]`, or an http(s)/file binary cache URL."""
+    if spec == DEFAULT_CACHE:
+        return Cache(CacheKind.GHA, spec)
     if spec.startswith("cachix:"):
         name = spec.removeprefix("cachix:")
         if not _CACHIX_NAME.match(name):
             raise _bad_cache(spec, "a Cachix name is lowercase letters, digits and dashes")
         return Cache(CacheKind.CACHIX, spec, cachix_name=name)
+    return _parse_url(spec)
+
+
+def _parse_url(spec: str) -> Cache:
+    """An S3, http(s) or file binary cache URL."""
     if not _URL_SAFE.match(spec):
         raise _bad_cache(spec, "the URL holds spaces, quotes or other characters a nix.conf cannot carry")
     parts = urlsplit(spec)
@@ -176,7 +194,12 @@ def make_settings(
     branch: str = DEFAULT_BRANCH,
 ) -> Settings:
     parsed = parse_cache(cache)
-    if parsed.kind is CacheKind.CACHIX:
+    if parsed.kind is CacheKind.GHA:
+        if public_key:
+            raise UsageError(
+                "--public-key: the GitHub Actions cache (--cache gha) is not signed, magic-nix-cache serves it to the job: drop the option"
+            )
+    elif parsed.kind is CacheKind.CACHIX:
         if public_key:
             raise UsageError(
                 "--public-key: a Cachix cache publishes its own key (cachix-action trusts it): drop the option"
@@ -217,7 +240,7 @@ def recorded_argv(text: str) -> list[str] | None:
 
 @dataclass(frozen=True, slots=True)
 class CacheContext:
-    kind: str  # cachix | s3 | url
+    kind: str  # gha | cachix | s3 | url
     description: str  # one comment line
     cachix_name: str
     install_options: str  # for cachix/install-nix-action
@@ -226,6 +249,7 @@ class CacheContext:
     aws_region: str
     aws_role: str
     secrets: tuple[str, ...]  # names only
+    notes: tuple[str, ...] = ()  # comment lines under the description (the cache's limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,10 +295,34 @@ class CiContext:
     setup_python: PinnedAction = SETUP_PYTHON
     upload_artifact: PinnedAction = UPLOAD_ARTIFACT
     aws_credentials: PinnedAction = AWS_CREDENTIALS
+    magic_nix_cache: PinnedAction = MAGIC_NIX_CACHE
+
+
+GHA_NOTES = (
+    "It needs no account and no secret, and pull requests from forks use it too. Its limit:",
+    "it holds only what fits the repository's Actions cache (10 GB, least recently used",
+    "entries evicted first, unused ones after 7 days), shared by the warm jobs and every",
+    "build job, and rate-limited; a workspace whose closures outgrow it rebuilds them.",
+    "Step up to a cache of your own: nixcrate ci --cache cachix:NAME, or s3://BUCKET?region=R",
+    "or an attic/https:// cache with --public-key (see docs/ci.md, 'Choosing a cache').",
+)
 
 
 def _cache_context(settings: Settings) -> CacheContext:
     cache = settings.cache
+    if cache.kind is CacheKind.GHA:
+        return CacheContext(
+            kind="gha",
+            description="GitHub Actions cache through magic-nix-cache: each job pulls from it and pushes what it builds.",
+            cachix_name="",
+            install_options="",
+            nix_config="",
+            push_url="",
+            aws_region="",
+            aws_role="",
+            secrets=(),
+            notes=GHA_NOTES,
+        )
     if cache.kind is CacheKind.CACHIX:
         return CacheContext(
             kind="cachix",
@@ -456,19 +504,15 @@ def _recorded_options(text: str | None) -> CiOptions:
     return CiOptions(**found)
 
 
-def resolve_settings(given: CiOptions, existing_text: str | None, display: str) -> Settings:
+def resolve_settings(given: CiOptions, existing_text: str | None) -> Settings:
     """Options from the command line, else from the workflow's `# Regenerate:` line, else defaults.
 
     A new --cache starts from a clean slate: the old cache's key or role does not carry over.
     """
     recorded = _recorded_options(existing_text)
     fresh_cache = given.cache is not None and given.cache != recorded.cache
-    cache = given.cache or recorded.cache
-    if cache is None:
-        raise UsageError(
-            f"{display}: no --cache given and none recorded in the workflow: "
-            "pass --cache cachix:NAME | s3://BUCKET?region=REGION | https://HOST (see docs/ci.md)"
-        )
+    # Nothing given, nothing recorded: a first workflow, on the cache that needs no account.
+    cache = given.cache or recorded.cache or DEFAULT_CACHE
     public_key = (
         given.public_key
         if given.public_key is not None
@@ -512,7 +556,7 @@ def run_ci(directory: Path, options: CiOptions, *, check: bool = False, force: b
         current: str | None = path.read_text(encoding="utf-8")
     except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
         current = None
-    settings = resolve_settings(options, current, display)
+    settings = resolve_settings(options, current)
     text, context = workflow_text(directory, settings, rel)
     if check:
         if current != text:

@@ -150,6 +150,7 @@ def _print_init(result: InitResult, *, check: bool) -> None:
     if result.classified.excluded:
         table.add_row("excluded", str(len(result.classified.excluded)), ", ".join(result.classified.excluded))
     out.print(table)
+    _print_left_out(result)
     services = result.report.services
     if services.members:
         out.print(
@@ -167,6 +168,23 @@ def _print_init(result: InitResult, *, check: bool) -> None:
         out.print("flake.nix is yours and does not call nixcrate yet: add these lines to it", soft_wrap=True)
         for line in result.wiring:
             out.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
+
+
+def _print_left_out(result: InitResult) -> None:
+    """Standalone libraries the build machine cannot build (nixcrate.host): why, and the
+    nixcrate.toml line that brings each back."""
+    from rich.markup import escape  # noqa: PLC0415
+
+    from nixcrate import config as config_mod  # noqa: PLC0415
+    from nixcrate import host  # noqa: PLC0415
+    from nixcrate.console import err, out  # noqa: PLC0415
+
+    left = host.left_out(result.ws, config_mod.load(result.root), result.classified.standalone)
+    for warning, line in host.summary_lines(left, (o.name for o in result.context.services)):
+        if warning:
+            err.print(f"[yellow]warning:[/yellow] {escape(line)}", soft_wrap=True)
+        else:
+            out.print(line, soft_wrap=True, markup=False)
 
 
 def main() -> None:

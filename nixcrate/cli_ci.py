@@ -14,7 +14,7 @@ from nixcrate import ci_gen
 @click.option(
     "--cache",
     metavar="CACHE",
-    help=f"Binary cache: {ci_gen.CACHE_FORMS}. [default: the one recorded in the workflow]",
+    help=f"Binary cache: {ci_gen.CACHE_FORMS}. [default: the one recorded in the workflow, else {ci_gen.DEFAULT_CACHE}]",
 )
 @click.option(
     "--public-key",
@@ -65,4 +65,5 @@ def ci_command(  # noqa: PLR0917 - click passes options by name, one parameter e
     for job in result.context.build_jobs:
         names = ", ".join(e.output for e in job.entries)
         out.print(f"{job.id}: {names} (after {job.needs})", soft_wrap=True, markup=False)
-    out.print(f"secrets it reads: {', '.join(result.context.cache.secrets)}", soft_wrap=True, markup=False)
+    secrets = ", ".join(result.context.cache.secrets) or "none"
+    out.print(f"secrets it reads: {secrets}", soft_wrap=True, markup=False)

@@ -39,6 +39,9 @@ class MemberConfig:
     native_build_inputs: tuple[str, ...] = ()
     build_inputs: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    # A library no member depends on: True gives it a package even when the build machine
+    # cannot build it (nixcrate.host), False never; None lets nixcrate decide.
+    package: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,7 @@ _MEMBER_KEYS = {
     "native-build-inputs": "list of nixpkgs attribute names",
     "build-inputs": "list of nixpkgs attribute names",
     "env": "table of strings",
+    "package": "true or false (a library no member depends on: build it as a package of its own or not)",
 }
 _TOP_KEYS = ("systems", "exclude", "members", "lambda", "services", "git-hashes", "native", "toolchain", "checks")
 
@@ -168,7 +172,11 @@ def _member(name: str, raw: Any) -> MemberConfig:
     arch = _str(raw.get("arch", "x86_64"), prefix + "arch")
     if arch not in LAMBDA_ARCHES:
         raise _err(prefix + "arch", f"expected x86_64 or arm64, got {arch!r}: fix the value")
+    package = raw.get("package")
+    if package is not None and not isinstance(package, bool):
+        raise _err(prefix + "package", f"expected true or false, got {type(package).__name__}: fix the value")
     return MemberConfig(
+        package=package,
         kind=kind,
         arch=arch,
         include=_str_list(raw.get("include", []), prefix + "include"),

@@ -52,8 +52,12 @@ _NIX_KEYWORDS = frozenset({"assert", "else", "if", "in", "inherit", "let", "or",
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Env templates: {attr.path} is a package reference, {{ and }} are literal braces.
 _TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-# -sys, _sys, -sys-rs, -sys-stable; not sys-info or sysinfo (they build nothing native).
-_SYS_NAME = re.compile(r"[-_]sys(?:[-_]|$)")
+# Cargo's convention names the package that links a native library `<library>-sys`
+# (https://doc.rust-lang.org/cargo/reference/build-scripts.html#-sys-packages): openssl-sys,
+# libz-sys, aws-lc-sys, onig_sys. Forks keep the name and add a tag after it: cairo-sys-rs,
+# libsodium-sys-stable, ffmpeg-sys-next, foo-sys-2. Any other word after `-sys-` names a
+# companion crate (jni-sys-macros is a proc-macro), and sys-info or sysinfo are not -sys crates.
+_SYS_NAME = re.compile(r"[-_]sys(?:[-_](?:rs|next|stable|\d+))?$")
 
 
 # --------------------------------------------------------------------------- rendering

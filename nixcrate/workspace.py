@@ -2,9 +2,9 @@
 
 Parsed once, here, into frozen dataclasses; nothing past this module sees a raw dict.
 Follows cargo's own rules where a flake depends on them: member globs and `exclude`,
-`workspace.package` / `workspace.dependencies` inheritance, target auto-discovery
-(`src/lib.rs`, `src/main.rs`, `src/bin/*`), `build.rs`, path dependencies that are
-not members, lockfile versions 3 and 4.
+`workspace.package` / `workspace.dependencies` inheritance, targets (nixcrate.targets:
+declared and inferred lib, bins, examples, tests, benches, build script), path
+dependencies that are not members, lockfile versions 3 and 4.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from nixcrate import host
+from nixcrate import targets as targets_mod
 from nixcrate import toolchain as toolchain_mod
 from nixcrate.errors import LockfileError, ManifestError, WorkspaceError
+from nixcrate.targets import Target  # noqa: TC001 - re-exported: workspace.Target is the model's name
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 LAMBDA_RUNTIME_CRATES = frozenset({"lambda_runtime", "lambda_http", "lambda_extension"})
 NEXTEST_CONFIG = PurePosixPath(".config/nextest.toml")
-_SRC_LIB = PurePosixPath("src/lib.rs")
-_SRC_MAIN = PurePosixPath("src/main.rs")
-_BUILD_RS = PurePosixPath("build.rs")
 
 # What cargo accepts in a package name (it also rejects a leading digit for new packages,
 # but old crates exist): anything else cannot be a cargo package or a Nix attribute we emit.
@@ -44,14 +44,6 @@ class MemberKind(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
-    """A lib or bin target of a crate."""
-
-    name: str
-    path: PurePosixPath  # relative to the crate directory
-
-
-@dataclass(frozen=True, slots=True)
 class Dependency:
     """One entry of a [dependencies], [build-dependencies] or [dev-dependencies] table."""
 
@@ -60,6 +52,15 @@ class Dependency:
     path: PurePosixPath | None  # crate directory relative to the workspace root, for path deps
     git: str | None
     optional: bool
+    features: tuple[str, ...] = ()  # as the entry lists them (workspace ones merged in)
+    default_features: bool = True
+    key: str = ""  # the key in the manifest's table (a renamed dependency's own name); "" when it is `name`
+    target: str | None = None  # the `target.<cfg>` table it sits in, None for the plain tables
+
+    @property
+    def table_key(self) -> str:
+        """The name [features] entries use for it (`dep:x`, `x/feature`)."""
+        return self.key or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +75,43 @@ class Crate:
     bins: tuple[Target, ...]
     build_script: PurePosixPath | None
     deps: tuple[Dependency, ...]
-    # True when the manifest names a target itself ([lib] or [[bin]]). Cargo then loads the
-    # manifest even when the sources are absent; otherwise a filtered source needs a stub.
+    # True when the manifest has a [lib] table or a [[bin]]. Kept for older callers: whether
+    # cargo loads the manifest with the sources absent is required_target_paths' question
+    # (a [lib] without `path` still needs src/lib.rs).
     declares_target: bool
-    autolib: bool
+    autolib: bool  # package.autolib is not false
     links: str | None
+    # Files (relative to the crate directory, normalized; may start with ../ for a declared
+    # path outside it) that must exist for cargo to load this manifest, with the same lib and
+    # bins, when the crate's sources are left out of a build's source, and for
+    # `cargo build -p <another member>` to work: the lib's and every bin's root file, the
+    # build script (a package with `links` must have one), and the files of every
+    # [[example]], [[test]] and [[bench]] table. Create each one that is
+    # missing (empty), not only when its directory is: a crate with src/lib.rs and
+    # src/bin/x.rs needs both. Cargo is then satisfied; see nixcrate.targets.required_paths,
+    # and Crate.required_target_files() for the paths from the workspace root. Checked
+    # against real cargo in tests/test_targets.py.
+    required_target_paths: tuple[str, ...] = ()
+    examples: tuple[Target, ...] = ()
+    tests: tuple[Target, ...] = ()
+    benches: tuple[Target, ...] = ()
+    edition: str = "2015"  # cargo's default when the manifest sets none
+    features: tuple[tuple[str, tuple[str, ...]], ...] = ()  # [features], sorted by name
+    # Why this crate cannot be built for the build machine as a package of its own, or None:
+    # a wasm cdylib (wasm-bindgen reached with its default features) or a Python extension
+    # module (pyo3 with `extension-module`, or a cdylib on pyo3), whose build script wants
+    # an interpreter. Set for every crate that matches, whether or not a member depends on it;
+    # it matters for the standalone libraries, which nixcrate would otherwise give a package
+    # (nixcrate.host.left_out decides with nixcrate.toml's `package` key).
+    host_unbuildable_reason: str | None = None
 
     @property
     def manifest(self) -> PurePosixPath:
         return self.path / "Cargo.toml"
+
+    def required_target_files(self) -> tuple[str, ...]:
+        """required_target_paths relative to the workspace root (`crates/a/src/lib.rs`), sorted."""
+        return tuple(sorted({_join(self.path.as_posix(), p) for p in self.required_target_paths}))
 
     @property
     def direct_dep_names(self) -> frozenset[str]:
@@ -270,29 +299,30 @@ def _inherit(value: Any, key: str, ws_package: dict[str, Any], display: str) -> 
     return value
 
 
-def _dep_entries(manifest: dict[str, Any]) -> list[tuple[str, str, Any]]:
-    """(table, key, spec) for every dependency table, including target.'cfg'.* tables."""
-    out: list[tuple[str, str, Any]] = []
-    tables: list[dict[str, Any]] = [manifest]
+def _dep_entries(manifest: dict[str, Any]) -> list[tuple[str, str, Any, str | None]]:
+    """(table, key, spec, target cfg) for every dependency table, including target.'cfg'.* tables."""
+    out: list[tuple[str, str, Any, str | None]] = []
+    tables: list[tuple[dict[str, Any], str | None]] = [(manifest, None)]
     targets = manifest.get("target")
     if isinstance(targets, dict):
-        tables.extend(t for t in targets.values() if isinstance(t, dict))
-    for table in tables:
+        tables.extend((t, cfg) for cfg, t in targets.items() if isinstance(t, dict))
+    for table, cfg in tables:
         for name in _DEP_TABLES:
             # cargo still accepts the old underscore spellings
             section = table.get(name, table.get(name.replace("-", "_"), {}))
             if isinstance(section, dict):
-                out.extend((name, key, spec) for key, spec in section.items())
+                out.extend((name, key, spec, cfg) for key, spec in section.items())
     return out
 
 
-def _parse_dep(
+def _parse_dep(  # noqa: PLR0917 - one call site, positional as _dep_entries yields them
     key: str,
     spec: Any,
     table: str,
     crate_dir: str,
     ws_deps: dict[str, Any],
     display: str,
+    target: str | None = None,
 ) -> Dependency:
     base_dir = crate_dir
     if isinstance(spec, dict) and spec.get("workspace") is True:
@@ -313,85 +343,23 @@ def _parse_dep(
         spec = merged
         base_dir = "."  # workspace.dependencies paths are relative to the root
     if isinstance(spec, str):
-        return Dependency(key, _DEP_KIND[table], None, None, optional=False)
+        return Dependency(key, _DEP_KIND[table], None, None, optional=False, target=target)
     if not isinstance(spec, dict):
         raise ManifestError(f"{display}: dependency '{key}' must be a version string or a table: fix its entry")
     name = spec.get("package", key)
     path = spec.get("path")
+    features = spec.get("features", [])
     return Dependency(
         name=str(name),
         kind=_DEP_KIND[table],
         path=PurePosixPath(_join(base_dir, path)) if isinstance(path, str) else None,
         git=spec.get("git") if isinstance(spec.get("git"), str) else None,
         optional=bool(spec.get("optional", False)),
+        features=tuple(str(f) for f in features) if isinstance(features, list) else (),
+        default_features=spec.get("default-features", spec.get("default_features", True)) is not False,
+        key="" if key == name else key,
+        target=target,
     )
-
-
-def _listing(directory: str) -> dict[str, bool]:
-    """{entry name: is a directory} of a directory, {} when it is absent."""
-    try:
-        with os.scandir(directory) as entries:
-            return {e.name: e.is_dir() for e in entries}
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
-
-
-def _discover_targets(
-    crate_dir: str, manifest: dict[str, Any], package: dict[str, Any], name: str, display: str
-) -> tuple[Target | None, tuple[Target, ...], bool, bool]:
-    lib_section = manifest.get("lib")
-    autolib = package.get("autolib", True) is not False
-    lib: Target | None = None
-    declared_raw = manifest.get("bin", [])
-    sections = [lib_section] if isinstance(lib_section, dict) else []
-    sections += [b for b in declared_raw if isinstance(b, dict)] if isinstance(declared_raw, list) else []
-    if any(not isinstance(section.get("path", ""), str) for section in sections):
-        raise ManifestError(f"{display}: a [lib] or [[bin]] path is not a string: fix it")
-    src = _listing(os.path.join(crate_dir, "src"))  # one directory read instead of a stat per candidate
-    if isinstance(lib_section, dict):
-        lib = Target(str(lib_section.get("name", name.replace("-", "_"))), PurePosixPath(lib_section.get("path", "src/lib.rs")))
-    elif autolib and src.get("lib.rs") is False:
-        lib = Target(name.replace("-", "_"), _SRC_LIB)
-
-    bins: dict[str, Target] = {}
-    autobins = package.get("autobins", True) is not False
-    if autobins:
-        if src.get("main.rs") is False:
-            bins[name] = Target(name, _SRC_MAIN)
-        if src.get("bin") is True:
-            for entry in sorted(Path(crate_dir, "src", "bin").iterdir()):
-                if entry.is_file() and entry.suffix == ".rs":
-                    bins[entry.stem] = Target(entry.stem, PurePosixPath("src/bin") / entry.name)
-                elif entry.is_dir() and (entry / "main.rs").is_file():
-                    bins[entry.name] = Target(entry.name, PurePosixPath("src/bin") / entry.name / "main.rs")
-    declared = manifest.get("bin", [])
-    if isinstance(declared, list):
-        for b in declared:
-            if not isinstance(b, dict) or "name" not in b:
-                continue
-            bname = str(b["name"])
-            if "path" in b:
-                bpath = PurePosixPath(str(b["path"]))
-            elif bname in bins:
-                bpath = bins[bname].path
-            elif bname == name and src.get("main.rs") is False:
-                bpath = _SRC_MAIN
-            elif os.path.isfile(os.path.join(crate_dir, "src", "bin", bname, "main.rs")):
-                bpath = PurePosixPath("src/bin") / bname / "main.rs"
-            else:
-                bpath = PurePosixPath("src/bin") / f"{bname}.rs"
-            bins[bname] = Target(bname, bpath)
-    declares = isinstance(lib_section, dict) or bool(declared)
-    return lib, tuple(sorted(bins.values(), key=lambda t: t.name)), declares, autolib
-
-
-def _build_script(crate_dir: str, package: dict[str, Any]) -> PurePosixPath | None:
-    build = package.get("build")
-    if build is False:
-        return None
-    if isinstance(build, str):
-        return PurePosixPath(build)
-    return _BUILD_RS if os.path.isfile(os.path.join(crate_dir, "build.rs")) else None
 
 
 def _read_crate(
@@ -428,7 +396,11 @@ def _read_crate(
             f"{display}: package name '{name}' cannot be a Nix attribute or derivation name (only ASCII letters, digits, '-' and '_'): rename the package"
         )
     version = _inherit(package.get("version", "0.0.0"), "version", ws_package, display)
-    lib, bins, declares, autolib = _discover_targets(crate_dir, manifest, package, name, display)
+    edition = _inherit(package.get("edition", "2015"), "edition", ws_package, display)
+    if not isinstance(edition, str):
+        raise ManifestError(f"{display}: package.edition must be a string such as '2021': fix the value (cargo rejects it too)")
+    found = targets_mod.discover(crate_dir, manifest, package, name=name, edition=edition, display=display)
+    bins = found.bins
     for target in bins:
         if not _CARGO_NAME.match(target.name):
             raise ManifestError(
@@ -436,23 +408,37 @@ def _read_crate(
             )
     deps = tuple(
         sorted(
-            (_parse_dep(key, spec, table, rel, ws_deps, display) for table, key, spec in _dep_entries(manifest)),
-            key=lambda d: (d.name, d.kind, str(d.path)),
+            (_parse_dep(key, spec, table, rel, ws_deps, display, cfg) for table, key, spec, cfg in _dep_entries(manifest)),
+            key=lambda d: (d.name, d.kind, str(d.path), d.target or ""),
         )
     )
     links = package.get("links")
+    raw_features = manifest.get("features")
+    features = (
+        tuple(
+            sorted((str(k), tuple(str(x) for x in v)) for k, v in raw_features.items() if isinstance(v, list))
+        )
+        if isinstance(raw_features, dict)
+        else ()
+    )
     return Crate(
         name=name,
         version=str(version),
         path=path,
         is_member=is_member,
-        lib=lib,
+        lib=found.lib,
         bins=bins,
-        build_script=_build_script(crate_dir, package),
+        build_script=found.build_script,
         deps=deps,
-        declares_target=declares,
-        autolib=autolib,
+        declares_target=isinstance(manifest.get("lib"), dict) or bool(manifest.get("bin")),
+        autolib=package.get("autolib", True) is not False,
         links=links if isinstance(links, str) else None,
+        required_target_paths=found.required_paths,
+        examples=found.examples,
+        tests=found.tests,
+        benches=found.benches,
+        edition=edition,
+        features=features,
     )
 
 
@@ -634,7 +620,7 @@ def load(root: Path) -> Workspace:
         crates[dep_dir] = crate
         pending.extend(d for d in crate.deps if d.path is not None)
 
-    ordered_crates = tuple(crates[rel] for rel in sorted(crates))
+    ordered_crates = host.with_reasons(tuple(crates[rel] for rel in sorted(crates)))
     by_name: dict[str, Crate] = {}
     for c in ordered_crates:
         if c.name in by_name:

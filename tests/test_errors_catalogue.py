@@ -186,6 +186,9 @@ CASES: dict[str, Case] = {
     "invalid-bin-name": Case(
         {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + '\n[[bin]]\nname = "api server"\npath = "src/main.rs"\n'}
     ),
+    "cargo-rejects-target": Case(
+        {"crates/common/Cargo.toml": '[package]\nname = "common"\nversion = "0.1.0"\n[lib]\nname = "common"\npath = "src/lib.rs"\n[[bin]]\nname = "tool"\n'}
+    ),
     "target-path-wrong-type": Case({"crates/common/Cargo.toml": '[package]\nname = "common"\nversion = "0.1.0"\n[lib]\npath = 5\n'}),
     "config-invalid-toml": Case({"nixcrate.toml": "[members.api\n"}),
     "config-unknown-key": Case({"nixcrate.toml": '[members.api]\nknd = "service"\n'}),

@@ -221,9 +221,20 @@ def test_unknown_sys_crate_is_reported_with_the_override_to_add() -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["bar_sys", "baz-sys-rs", "qux-sys-stable"])
+@pytest.mark.parametrize("name", ["bar_sys", "baz-sys-rs", "qux-sys-stable", "quux-sys-next", "corge-sys-2", "jni-sys"])
 def test_sys_spellings_are_recognised(name: str) -> None:
     assert requirements_for(frozenset({name}), lambda_closure=False).unknown == (UnknownNativeCrate(name),)
+
+
+@pytest.mark.parametrize("name", ["jni-sys-macros", "foo-sys-derive", "foo_sys_common", "sys-info", "sysinfo", "syslog"])
+def test_names_that_merely_contain_sys_are_not_reported(name: str) -> None:
+    # vector's closure holds jni-sys-macros, a proc-macro: no native library, no report
+    assert requirements_for(frozenset({name, "serde"}), lambda_closure=False).unknown == ()
+
+
+def test_a_forks_tag_is_left_out_of_the_library_guess() -> None:
+    snippet = tomllib.loads(UnknownNativeCrate("baz-sys-rs").override_text)
+    assert snippet["native"]["baz-sys-rs"]["build-inputs"] == ["baz"]
 
 
 def test_links_signal_reports_crates_without_a_sys_name() -> None:
