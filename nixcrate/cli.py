@@ -179,7 +179,7 @@ def _print_left_out(result: InitResult) -> None:
     from nixcrate import host  # noqa: PLC0415
     from nixcrate.console import err, out  # noqa: PLC0415
 
-    left = host.left_out(result.ws, config_mod.load(result.root), result.classified.standalone)
+    left = host.left_out(result.ws, config_mod.load(result.root), (*result.classified.standalone, *result.classified.unpackaged))
     for warning, line in host.summary_lines(left, (o.name for o in result.context.services)):
         if warning:
             err.print(f"[yellow]warning:[/yellow] {escape(line)}", soft_wrap=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nixcrate import closure as closure_mod
-from nixcrate import git_deps, native
+from nixcrate import git_deps, host, native
 from nixcrate.errors import WorkspaceError
 from nixcrate.workspace import MemberKind
 
@@ -174,6 +174,9 @@ class Classified:
     # Libraries no crate of the workspace depends on: nothing else compiles them, so they get
     # a package of their own on the services' closure (see packaged()).
     standalone: tuple[str, ...] = ()
+    # Such libraries the build machine cannot build (a wasm cdylib, a Python extension module;
+    # see host.py), left out unless nixcrate.toml says `package = true`.
+    unpackaged: tuple[str, ...] = ()
 
     def of(self, kind: MemberKind) -> tuple[str, ...]:
         return tuple(n for n, k in self.kinds if k is kind)
@@ -206,7 +209,13 @@ def classify(ws: Workspace, config: Config) -> Classified:
         # `kind = "library"` set by hand on a crate with bins asks for no output: respected.
         if kind is MemberKind.LIBRARY and override is None and crate.name not in depended_on:
             standalone.append(crate.name)
-    return Classified(kinds=tuple(sorted(kinds)), excluded=tuple(sorted(config.exclude)), standalone=tuple(sorted(standalone)))
+    packaged = host.packaged(ws, config, standalone)
+    return Classified(
+        kinds=tuple(sorted(kinds)),
+        excluded=tuple(sorted(config.exclude)),
+        standalone=packaged,
+        unpackaged=tuple(sorted(set(standalone) - set(packaged))),
+    )
 
 
 def _member_args(name: str, config: Config) -> str:
@@ -225,25 +234,16 @@ def cargo_args(name: str, config: Config) -> str:
     return " ".join(filter(None, ["--locked", "-p", name, _member_args(name, config)]))
 
 
-# Every crate a source leaves out gets an empty src/lib.rs: cargo then finds a target in a
-# manifest that declares none, and a [lib] declared without a path finds its file. Unused
-# otherwise: an explicit path is not checked until that crate is compiled.
-DEFAULT_STUB = "src/lib.rs"
-
-
 def _stubs_for(crate: Crate) -> tuple[str, ...]:
-    """Target files beyond DEFAULT_STUB, relative to the crate, that cargo needs to load its
-    manifest when a source leaves the crate's directory out: the conventional paths of the
-    targets it declares without one ([[bin]] name = "x" needs src/bin/x.rs)."""
-    required = getattr(crate, "required_target_paths", ())
-    return tuple(p for p in required if p != DEFAULT_STUB)
+    """The target files, relative to the crate, cargo needs to load its manifest when a source
+    leaves the crate's directory out: those it finds by convention (src/lib.rs, src/main.rs, a
+    [[bin]] declared without a path) and its build script. See targets.py."""
+    return tuple(crate.required_target_paths)
 
 
 def workspace_stubs(ws: Workspace) -> tuple[str, ...]:
     """Every stub file relative to the workspace root, as the library's stubTargets creates them."""
-    return tuple(
-        sorted(s if c.path.as_posix() == "." else f"{c.path.as_posix()}/{s}" for c in ws.crates for s in (DEFAULT_STUB, *_stubs_for(c)))
-    )
+    return tuple(sorted(s if c.path.as_posix() == "." else f"{c.path.as_posix()}/{s}" for c in ws.crates for s in _stubs_for(c)))
 
 
 def _nested(crate: Crate, paths: list[str]) -> list[str]:

@@ -150,22 +150,35 @@ let
 
   # Cargo loads every member's manifest, and a manifest whose targets are found by convention
   # needs those files to exist. A package's source leaves out the crates it does not compile:
-  # give each such crate an empty src/lib.rs (a target for a manifest declaring none, the file
-  # of a [lib] declared without a path) plus its `stubs`. Explicit paths are not checked until
-  # cargo compiles that crate.
-  stubs = lib.concatLists (
-    lib.mapAttrsToList (
-      _: c: map (s: if c.path == "." then s else "${c.path}/${s}") ([ "src/lib.rs" ] ++ c.stubs or [ ])
-    ) ws.crates
-  );
-  stubTargets = ''
-    for stub in ${lib.escapeShellArgs stubs}; do
-      if [ ! -e "$(dirname "$stub")" ]; then
-        mkdir -p "$(dirname "$stub")"
-        touch "$stub"
-      fi
-    done
-  '';
+  # give each of those the empty `stubs` its manifest needs (explicit paths are not checked
+  # until cargo compiles that crate).
+  stubTargets =
+    compiled:
+    let
+      inSource = lib.genAttrs compiled (_: true);
+      leftOut = lib.filterAttrs (name: _: !(inSource ? ${name})) ws.crates;
+      files = lib.concatLists (
+        lib.mapAttrsToList (
+          _: c: map (s: if c.path == "." then s else "${c.path}/${s}") (c.stubs or [ ])
+        ) leftOut
+      );
+    in
+    lib.optionalString (files != [ ]) ''
+      for stub in ${lib.escapeShellArgs files}; do
+        [ -e "$stub" ] || { mkdir -p "$(dirname "$stub")"; : > "$stub"; }
+      done
+    '';
+
+  # The source of a package or check compiling these crates, and the stubs for the rest.
+  packageSource =
+    {
+      crates,
+      extra ? [ ],
+    }:
+    {
+      src = sourceOf { inherit crates extra; };
+      postPatch = stubTargets crates;
+    };
 
   # A closure built in another sandbox can carry CMake configure state naming a compiler
   # wrapper path missing from this one ("is not a full path to an existing compiler tool"):
@@ -331,12 +344,11 @@ let
         version = localVersions.${name};
         cargoExtraArgs = cargoArgs name;
         cargoArtifacts = deployCargoArtifacts;
-        src = sourceOf {
-          crates = compiledBy { member = name; };
-          extra = service.extraSrc or [ ];
-        };
-        postPatch = stubTargets;
         preBuild = removeStaleCmakeState;
+      }
+      // packageSource {
+        crates = compiledBy { member = name; };
+        extra = service.extraSrc or [ ];
       }
       # A library no crate depends on has no binary: its package proves it compiles.
       // lib.optionalAttrs (service.bins or [ ] == [ ]) {
@@ -358,11 +370,6 @@ let
         version = localVersions.${name};
         cargoExtraArgs = cargoArgs name;
         cargoArtifacts = lambdaDeployCargoArtifacts;
-        src = sourceOf {
-          crates = compiledBy { member = name; };
-          extra = handler.extraSrc or [ ];
-        };
-        postPatch = stubTargets;
         preBuild = lambdaArgs.preBuild + removeStaleCmakeState;
         buildPhaseCargoCommand = zigbuild name;
         # The binaries are where zigbuild leaves them; crane's build-log install is not used.
@@ -376,6 +383,10 @@ let
         # Panic messages can name the toolchain and vendored sources: crane's install hooks
         # blank those store paths. Lambda has no /nix/store: no stdenv fixup either.
         dontFixup = true;
+      }
+      // packageSource {
+        crates = compiledBy { member = name; };
+        extra = handler.extraSrc or [ ];
       }
     );
 
@@ -462,19 +473,18 @@ let
         version = localVersions.${name};
         cargoExtraArgs = cargoArgs name;
         cargoArtifacts = checkCargoArtifacts;
-        src = sourceOf {
-          crates = compiledBy {
-            member = name;
-            dev = true;
-          };
-          extra = member.extraSrc or [ ] ++ lib.optional (ws.nextestConfig != null) ws.nextestConfig;
-        };
-        postPatch = stubTargets;
         preBuild = removeStaleCmakeState;
         # closureArgs keeps tests out of deploy builds; checks run them.
         doCheck = true;
         # A check's output is its success, not a copy of target/.
         doInstallCargoArtifacts = false;
+      }
+      // packageSource {
+        crates = compiledBy {
+          member = name;
+          dev = true;
+        };
+        extra = member.extraSrc or [ ] ++ lib.optional (ws.nextestConfig != null) ws.nextestConfig;
       }
       // args
     );
