@@ -94,8 +94,9 @@ let
 
   # ------------------------------------------------------------------------ sources
 
-  # A path under the workspace root.
+  # A path under the workspace root, and one under a crate's directory.
   at = rel: if rel == "." then src else src + "/${rel}";
+  inCrate = crate: rel: at (if crate.path == "." then rel else "${crate.path}/${rel}");
 
   # Cargo loads every manifest of the workspace (and checks Cargo.lock with --locked) even
   # when it builds a single package, so every source has them.
@@ -104,7 +105,7 @@ let
       (at "Cargo.toml")
       (at "Cargo.lock")
     ]
-    ++ map (c: at "${c.path}/Cargo.toml") (lib.attrValues ws.crates)
+    ++ map (c: inCrate c "Cargo.toml") (lib.attrValues ws.crates)
     ++ map at ws.cargoConfigs
   );
 
