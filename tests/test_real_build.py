@@ -12,6 +12,7 @@ fails in today's generated `mkLambda`): until it lands their tests fail here.
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import time
@@ -142,3 +143,60 @@ def test_the_closures_compile_the_third_party_crates(real: RealBuild) -> None:
     lambda_ = real.results["lambdaDeployCargoArtifacts"].third_party
     assert len(deploy) == 10 and len(set(deploy)) == 7, deploy
     assert len(lambda_) == 5 and len(set(lambda_)) == 5, lambda_
+
+
+# --------------------------------------------------------------------------- checks with dev-dependencies
+
+API_TEST = """
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn floats_round_trip() {
+        let x: f64 = serde_json::from_str("0.30000000000000004").unwrap();
+        assert_eq!(serde_json::to_string(&x).unwrap(), "0.30000000000000004");
+    }
+}
+"""
+CHECK_VARIANTS = {
+    # the checks' closure chained on the deploy closure (the default), or standalone in the dev profile
+    "chained": "",
+    "standalone-dev-closure": "[checks]\nclosure = true\n",
+}
+
+
+@dataclass(frozen=True)
+class CheckBuild:
+    results: dict[str, Result]
+    logs: Path
+
+
+@pytest.fixture(scope="session", params=sorted(CHECK_VARIANTS))
+def dev_checks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> CheckBuild:
+    """The example plus a test in api and a dev-dependency that unifies a feature for api's
+    tests only (`serde_json/float_roundtrip`): its checks need a variant no deploy build
+    compiles. Every clippy/test check built for real."""
+    missing = crane_build_missing(EXAMPLE)
+    if missing:
+        pytest.skip(missing)
+    ws = copy_workspace(EXAMPLE, tmp_path_factory.mktemp(f"dev-checks-{request.param}") / "monorepo")
+    api = ws / "services" / "api"
+    with (api / "Cargo.toml").open("a") as f:
+        f.write('\n[dev-dependencies]\nserde_json = { workspace = true, features = ["float_roundtrip"] }\n')
+    (api / "src/main.rs").write_text((api / "src/main.rs").read_text() + API_TEST)
+    cfg = ws / "nixcrate.toml"
+    cfg.write_text(CHECK_VARIANTS[request.param] + "\n" + cfg.read_text())
+    generate.run_init(ws)
+    git_init(ws)
+    logs = tmp_path_factory.mktemp(f"dev-checks-logs-{request.param}")
+    attrs = [f"checks.{SYSTEM}.{kind}-{m}" for m in MEMBERS for kind in ("clippy", "test")]
+    return CheckBuild(build(ws, attrs, log_dir=logs), logs)
+
+
+def test_checks_with_a_dev_unified_feature_compile_no_third_party_crate(dev_checks: CheckBuild) -> None:
+    assert sorted(dev_checks.results) == sorted(f"checks.{SYSTEM}.{k}-{m}" for m in MEMBERS for k in ("clippy", "test"))
+    for attr, r in dev_checks.results.items():
+        assert r.ok, f"{attr}: {r.error_tail}"
+        assert (r.third_party, r.checked_third_party) == ((), ()), attr
+    # api's test ran, with the feature only its dev-dependency enables
+    log = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", (dev_checks.logs / f"checks.{SYSTEM}.test-api.log").read_text())  # cargo's colours
+    assert "test tests::floats_round_trip ... ok" in log, log[-3000:]
