@@ -200,3 +200,37 @@ def test_checks_with_a_dev_unified_feature_compile_no_third_party_crate(dev_chec
     # api's test ran, with the feature only its dev-dependency enables
     log = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", (dev_checks.logs / f"checks.{SYSTEM}.test-api.log").read_text())  # cargo's colours
     assert "test tests::floats_round_trip ... ok" in log, log[-3000:]
+
+
+# --------------------------------------------------------------------------- a handler with includes
+
+
+@pytest.fixture(scope="session")
+def handler_with_include(tmp_path_factory: pytest.TempPathFactory) -> Result:
+    """ingest with `include = ["assets"]` (a folder: a file and an executable script)."""
+    missing = crane_build_missing(EXAMPLE)
+    if missing:
+        pytest.skip(missing)
+    ws = copy_workspace(EXAMPLE, tmp_path_factory.mktemp("include") / "monorepo")
+    assets = ws / "assets"  # include paths are relative to the workspace root
+    assets.mkdir()
+    (assets / "schema.json").write_text('{"type": "object"}\n')
+    (assets / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (assets / "run.sh").chmod(0o755)
+    cfg = ws / "nixcrate.toml"
+    cfg.write_text(cfg.read_text().replace("[members.ingest]\n", '[members.ingest]\ninclude = ["assets"]\n', 1))
+    assert 'include = ["assets"]' in cfg.read_text()
+    generate.run_init(ws)
+    git_init(ws)
+    return build(ws, ["deploy-lambda-ingest"])["deploy-lambda-ingest"]
+
+
+def test_a_handler_zip_holds_bootstrap_and_exactly_the_declared_includes(handler_with_include: Result) -> None:
+    r = handler_with_include
+    assert r.ok, r.error_tail
+    with zipfile.ZipFile(Path(str(r.out)) / "bootstrap.zip") as z:
+        modes = {i.filename: stat.S_IMODE(i.external_attr >> 16) for i in z.infolist() if not i.is_dir()}
+        schema = z.read("assets/schema.json") if "assets/schema.json" in modes else None
+    assert schema == b'{"type": "object"}\n'
+    assert modes == {"bootstrap": 0o755, "assets/run.sh": 0o755, "assets/schema.json": 0o644}
+    assert r.third_party == ()
