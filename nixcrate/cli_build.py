@@ -106,12 +106,17 @@ def _start(
         planner = nix.BackgroundPlan(flake, outputs, extra, on_error=build.stop)
         return build, None, planner, f"--max-jobs {max_jobs} --cores {threads} on {machine} cores; planning during the build"
     plan = nix.plan_build(flake, outputs, extra)
-    auto_jobs, _ = nix.parallelism(machine, plan.max_parallel())
+    # Sized by the builds that compile: a deps closure (hundreds of crates) must get the
+    # cores, not share them with the Cargo.toml copies and hooks built beside it.
+    auto_jobs, _ = nix.parallelism(machine, plan.compiling_at_once())
     jobs = max_jobs or auto_jobs
     threads = cores or max(1, machine // jobs)
     names = [name for name, _ in plan.outputs]
     build = nix.RunningBuild(nix.build_argv(flake, names, max_jobs=jobs, cores=threads, low_priority=low_priority, extra=extra))
-    note = f"{len(plan.needed())} to realise, up to {plan.max_parallel()} at once on {machine} cores: --max-jobs {jobs} --cores {threads}"
+    note = (
+        f"{len(plan.needed())} to realise, {len(plan.compiling())} compiling, {plan.compiling_at_once()} of them at once"
+        f" on {machine} cores: --max-jobs {jobs} --cores {threads}"
+    )
     return build, plan, None, note
 
 

@@ -92,6 +92,7 @@ class Derivation:
     outputs: tuple[tuple[str, str], ...]  # (output name, store path), by name; no path if floating CA
     inputs: tuple[str, ...]  # input .drv paths, sorted
     fixed_output: bool  # a source fetch: its output hash is known in advance
+    compiles: bool = False  # a crane cargo build (closure, package, check): see `compiles_crates`
 
     @property
     def out_paths(self) -> tuple[str, ...]:
@@ -159,6 +160,33 @@ class BuildPlan:
                 d = level(drv)
                 widths[d] = widths.get(d, 0) + 1
         return max(widths.values(), default=0)
+
+    def compiling(self) -> tuple[str, ...]:
+        """The needed .drvs that run cargo (crane closures, packages, checks)."""
+        return tuple(d for d in self.needed() if d in self.derivations and self.derivations[d].compiles)
+
+    def compiling_at_once(self) -> int:
+        """How many compiling builds start together: those with no needed compiling build
+        below them (the deps closures, or the packages when their closures are present).
+
+        The rest of the graph (Cargo.toml copies, dummy sources, crane's hooks, source
+        filters) takes a second or less; counting it, as `max_parallel` does, would give a
+        deps closure one core. The packages waiting on a closure get the same split: each
+        compiles its own crates only, and they start once it is done."""
+        compiling = set(self.compiling())
+        if not compiling:
+            return self.max_parallel()
+        below: dict[str, bool] = {}
+
+        def waits(drv: str) -> bool:
+            """Whether a needed compiling build is among drv's inputs, however deep."""
+            if drv not in below:
+                below[drv] = False  # guards cycles
+                known = self.derivations.get(drv)
+                below[drv] = known is not None and any(i in compiling or (i not in self.valid and waits(i)) for i in known.inputs)
+            return below[drv]
+
+        return sum(1 for drv in compiling if not waits(drv))
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,8 +306,19 @@ def parse_derivations(shown: Mapping[str, object]) -> dict[str, Derivation]:
             outputs=tuple(sorted((k, o["path"]) for k, o in outputs.items() if "path" in o)),
             inputs=tuple(sorted(raw.get("inputDrvs", {}))),
             fixed_output=any("hash" in o for o in outputs.values()),
+            compiles=compiles_crates(env),
         )
     return result
+
+
+def compiles_crates(env: Mapping[str, object]) -> bool:
+    """Whether a derivation's environment is a crane cargo build that compiles crates.
+
+    crane's mkCargoDerivation sets `cargoVendorDir` on every cargo derivation; its
+    buildDepsOnly sets `CRANE_BUILD_DEPS_ONLY`, and the builds on a closure have
+    `cargoArtifacts`. cargoFmt (no vendor directory: it compiles nothing), writeText,
+    runCommand, source filters and setup hooks have neither."""
+    return "cargoVendorDir" in env and ("CRANE_BUILD_DEPS_ONLY" in env or "cargoArtifacts" in env)
 
 
 def show_derivations(drv_paths: Sequence[str], settings: Sequence[str] = ()) -> dict[str, Derivation]:

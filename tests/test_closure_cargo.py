@@ -1,9 +1,11 @@
-"""Negative control for the closures' one-cargo-command-per-member rule, outside Nix.
+"""Negative control for the closures, replayed with real cargo outside Nix.
 
-The real builds (tests/test_layout_builds.py) show that no package compiles a third-party
-crate after its closure. This replay of cargo commands (real cargo on Debian's vendored
-crates, the way two sandboxed builds run) shows what the rule prevents: a unified
-`cargo build -p a -p b` closure leaves a service recompiling dependencies.
+That each service and handler compiles no third-party crate after its closure is measured
+on real crane builds (tests/test_real_build.py, tests/test_layout_builds.py). What a real build of the generated flake
+cannot show is what a *different* closure would leave behind: here one unified
+`cargo build -p a -p b` (crane#396) runs on Debian's vendored crates, the way two
+sandboxed builds run (same build path, the closure's target/ inherited), and a service
+build after it does recompile.
 """
 
 from __future__ import annotations

@@ -74,11 +74,6 @@ def catalogue() -> dict[str, Entry]:
     return entries
 
 
-def catalogue_patterns() -> dict[str, re.Pattern[str]]:
-    """Every catalogued error message as a regex (for the property tests)."""
-    return {e.id: e.pattern for e in catalogue().values() if e.severity == "error"}
-
-
 # --------------------------------------------------------------------------- workspaces
 
 BASE = {
@@ -139,6 +134,7 @@ CASES: dict[str, Case] = {
     "no-cargo-toml": Case({"Cargo.toml": None}),
     "not-a-directory": Case({}, args=("init", "{root}/Cargo.toml/x")),
     "toml-syntax": Case({"services/api/Cargo.toml": '[package]\nname = "api"\nversion = \n'}),
+    "toml-too-deep": Case({"services/api/Cargo.toml": b"a = " + b"[" * 10000 + b"]" * 10000 + b"\n"}),
     "not-utf8": Case({"Cargo.toml": b'[workspace]\nmembers = ["\xff"]\n'}),
     "not-workspace-or-package": Case({"Cargo.toml": "[profile.release]\nlto = true\n"}),
     "wrong-shape": Case({"Cargo.toml": '[workspace]\nmembers = "crates/*"\n'}),
@@ -191,6 +187,8 @@ CASES: dict[str, Case] = {
     ),
     "target-path-wrong-type": Case({"crates/common/Cargo.toml": '[package]\nname = "common"\nversion = "0.1.0"\n[lib]\npath = 5\n'}),
     "config-invalid-toml": Case({"nixcrate.toml": "[members.api\n"}),
+    "config-too-deep": Case({"nixcrate.toml": b"a = " + b"{b=" * 10000 + b"1" + b"}" * 10000 + b"\n"}),
+    "config-is-a-directory": Case({"nixcrate.toml/keep": ""}),
     "config-unknown-key": Case({"nixcrate.toml": '[members.api]\nknd = "service"\n'}),
     "config-wrong-type": Case({"nixcrate.toml": "[members.api]\nkind = 3\n"}),
     "config-bad-value": Case({"nixcrate.toml": '[lambda]\nglibc = "two"\n'}),

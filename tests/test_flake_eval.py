@@ -73,11 +73,43 @@ def test_leaf_edit_changes_one_package_and_closures_are_stable(tmp_path: Path) -
     assert row.split()[-3:] == ["api", "deploy-lambda-ingest", "worker"]  # not report-export: it does not use common
 
 
-def test_version_bump_keeps_closure_name(tmp_path: Path) -> None:
-    """pname/version of the closures are constant (crane#288): a member bump does not rename them."""
+def bump_release(ws: Path) -> None:
+    """A release: `[workspace.package] version` 0.3.1 -> 0.4.0 (every service and handler
+    inherits it), the path dependency textwrap-lite 0.1.0 -> 0.1.1, and Cargo.lock as cargo
+    rewrites it (the local packages' entries, which have no `source`)."""
+    root = ws / "Cargo.toml"
+    text = root.read_text()
+    assert 'version = "0.3.1"' in text
+    root.write_text(text.replace('version = "0.3.1"', 'version = "0.4.0"', 1))
+    vendored = ws / "vendor/textwrap-lite/Cargo.toml"
+    vendored.write_text(vendored.read_text().replace('version = "0.1.0"', 'version = "0.1.1"', 1))
+    blocks = (ws / "Cargo.lock").read_text().split("\n\n")
+    bumped = []
+    for block in blocks:
+        if block.startswith("[[package]]") and "source = " not in block:
+            block = block.replace('version = "0.3.1"', 'version = "0.4.0"').replace('version = "0.1.0"', 'version = "0.1.1"')
+        bumped.append(block)
+    (ws / "Cargo.lock").write_text("\n\n".join(bumped))
+
+
+def test_version_bump_keeps_the_closures_and_changes_the_packages(tmp_path: Path) -> None:
+    """A release bump (crane#288) must not rebuild the deps closures: their name and their
+    .drv stay; every package (it compiles the bumped crates) gets a new .drv."""
     ws = generate(tmp_path)
     before = eval_flake(ws, "--details")
-    assert before["deployCargoArtifacts"]["name"] == "deploy-deps-0.0.0"  # type: ignore[index]
+    bump_release(ws)
+    result = CliRunner().invoke(cli, ["init", str(ws)])
+    assert result.exit_code == 0, result.output
+    after = eval_flake(ws, "--details")
+    assert 'version = "0.4.0"' in (ws / "Cargo.lock").read_text()
+    closures = ("deployCargoArtifacts", "lambdaDeployCargoArtifacts")
+    for name in closures:
+        assert after[name]["name"] == before[name]["name"], name  # type: ignore[index]
+        assert after[name]["drvPath"] == before[name]["drvPath"], name  # type: ignore[index]
+    packages = sorted(set(before) - set(closures))
+    assert packages == ["api", "deploy-lambda-ingest", "deploy-lambda-report-export", "worker"]
+    for name in packages:
+        assert after[name]["drvPath"] != before[name]["drvPath"], name  # type: ignore[index]
 
 
 def test_each_package_source_is_exactly_what_cargo_sim_builds(tmp_path: Path) -> None:

@@ -5,5 +5,10 @@ fn main() {
     let mut buf: smallvec::SmallVec<[u8; 64]> = smallvec::SmallVec::new();
     buf.write_all(raw.get().as_bytes()).unwrap();
     let jobs = memchr::memchr_iter(b'j', &buf).count();
-    println!("worker ({}) {} job(s): {}", env!("WORKER_BUILD_PROFILE"), jobs, common::greeting("worker"));
+    println!(
+        "worker ({}) {} job(s): {}",
+        env!("WORKER_BUILD_PROFILE"),
+        jobs,
+        common::greeting("worker")
+    );
 }
