@@ -269,6 +269,8 @@ def _crates_data(ws: Workspace, config: Config, classified: Classified) -> dict[
             entry["kind"] = kind.value
             if crate.name in classified.standalone:
                 entry["package"] = True
+            if crate.name in classified.unpackaged:
+                entry["leftOut"] = True  # the build machine cannot build it: no package, no checks
             if kind is not MemberKind.LIBRARY:
                 entry["bins"] = [b.name for b in crate.bins]
             if member.features:
@@ -458,7 +460,7 @@ def _checks_closure(ws: Workspace, config: Config, classified: Classified, servi
     """The closure the checks reuse. Chained on the deploy closure by default: the deploy
     closure's inputs and env first and unchanged, so its rlibs stay fresh; with `[checks]
     closure = true`, standalone in the dev profile."""
-    members = classified.of_any()
+    members = tuple(n for n in classified.of_any() if n not in classified.unpackaged)
     graph = closure_mod.graph_for(ws)
     everything = closure_mod.closure_of(graph, [ws.crate(n) for n in members])
     extra = {"CARGO_PROFILE": "dev"} if config.checks_closure else None

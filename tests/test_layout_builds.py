@@ -1,8 +1,9 @@
 """The generated library, built for real with ../shared/crane-build (real crane, real Nix).
 
 A workspace shaped like seed 002's: the example plus a handler crate holding two handlers
-(one build, two zips) with an included file, and a stray project-template manifest that is
-not TOML. What a user would check after `nixcrate init`: every output builds, no package
+(one build, two zips) with an included file, a stray project-template manifest that is
+not TOML, and two libraries the build machine cannot build (a wasm cdylib on wasm-bindgen,
+a pyo3 extension module), which init leaves out. What a user would check after `nixcrate init`: every output builds, no package
 build compiles a third-party crate after its closure, a release bump leaves both closures as
 they were, and a hand-written flake with outputs of its own can call nixcrate's library.
 """
@@ -26,12 +27,18 @@ from nixcrate.cli import cli
 CRANE_BUILD = REPO.parent / "shared" / "crane-build" / "build"
 
 
+REGISTRY = Path("/usr/share/cargo/registry")
+
+
 def _missing() -> str | None:
     if not CRANE_BUILD.is_file():
         return f"{CRANE_BUILD} is missing (CI lays ../shared beside the checkout)"
-    for tool in ("nix", "rsync", "cargo-zigbuild"):
+    for tool in ("nix", "rsync", "cargo-zigbuild", "cargo"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (scripts/test installs it)"
+    for crate in ("wasm-bindgen-0.2.83", "pyo3-0.17.3"):
+        if not (REGISTRY / crate).is_dir():
+            return f"{REGISTRY / crate} is missing (scripts/test installs librust-wasm-bindgen-dev, librust-pyo3-dev)"
     return None
 
 
@@ -75,15 +82,32 @@ def seed_shaped(root: Path) -> Path:
     template = ws / "tests" / "templates" / "svc" / "Cargo.toml"
     template.parent.mkdir(parents=True)
     template.write_text('[package]\nname = "{{ project_name }}"\nversion = {{ version }}\n')
-    lock = ws / "Cargo.lock"
-    lock.write_text(
-        lock.read_text()
-        + '\n[[package]]\nname = "multi"\nversion = "0.3.1"\ndependencies = [\n "common",\n "serde_json",\n]\n'
-    )
+    # libraries built for another target or host (lldap's app, nickel's py-nickel)
+    for name, dep, code in (
+        ("web", 'wasm-bindgen = "0.2"', "use wasm_bindgen::prelude::*;\n#[wasm_bindgen]\npub fn greet() -> u32 { 1 }\n"),
+        ("py-ext", 'pyo3 = { version = "0.17", features = ["extension-module"] }', "pub fn nothing() {}\n"),
+    ):
+        crate = ws / "crates" / name
+        (crate / "src").mkdir(parents=True)
+        (crate / "Cargo.toml").write_text(
+            f'[package]\nname = "{name}"\nversion.workspace = true\nedition.workspace = true\n\n'
+            f'[lib]\ncrate-type = ["cdylib"]\n\n[dependencies]\n{dep}\n'
+        )
+        (crate / "src" / "lib.rs").write_text(code)
+    # Cargo.lock gains the new members and their crates, from Debian's registry (offline)
+    home = root.parent / "cargo-home"
+    home.mkdir(exist_ok=True)
+    (home / "config.toml").write_text(f'[source.crates-io]\nreplace-with = "debian"\n[source.debian]\ndirectory = "{REGISTRY}"\n')
+    subprocess.run(
+        ["cargo", "metadata", "--offline", "--format-version", "1"], cwd=ws, env={**os.environ, "CARGO_HOME": str(home)},
+        capture_output=True, check=True,
+    )  # fmt: skip
     toml = ws / "nixcrate.toml"
     toml.write_text(toml.read_text() + '\n[members.multi]\nkind = "lambda"\ninclude = ["lambdas/multi/assets/config.json"]\n')
     result = CliRunner().invoke(cli, ["init", str(ws)])
     assert result.exit_code == 0, result.output
+    for name in ("web", "py-ext"):
+        assert f"left out {name}: " in result.output
     return ws
 
 

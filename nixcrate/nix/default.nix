@@ -40,8 +40,9 @@ let
     map (p: lib.nameValuePair p.name p.version) (lib.filter (p: !(p ? source)) lockFile.package)
   );
 
-  # Members left in the flake (excluded ones and path dependencies have no kind).
-  members = lib.filterAttrs (_: c: c ? kind) ws.crates;
+  # Members built and checked: excluded ones and path dependencies have no kind, and a
+  # library the build machine cannot build (a wasm cdylib, a Python extension) is `leftOut`.
+  members = lib.filterAttrs (_: c: c ? kind && !(c.leftOut or false)) ws.crates;
   ofKind = kind: lib.filterAttrs (_: m: m.kind == kind) members;
   # Services, and libraries no crate depends on (`package = true`): one buildPackage each on
   # the services' closure.
