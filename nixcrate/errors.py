@@ -7,7 +7,6 @@ The catalogue of messages is docs/errors.md; each entry is pinned by a test.
 
 from __future__ import annotations
 
-
 class NixcrateError(Exception):
     """Base of every user-facing error. `exit_code` 1 unless a subclass says otherwise."""
 
@@ -89,3 +88,49 @@ class BuildFailed(NixcrateError):
     def __init__(self, message: str, returncode: int) -> None:
         super().__init__(message)
         self.exit_code = returncode if 0 < returncode < 256 else 1
+
+
+class FileSystemError(NixcrateError):
+    """The file system refused: a file nixcrate reads or writes is unreadable, a symlink loop,
+    a file where a directory must be (e.g. `.github`), on a read-only or full disk."""
+
+
+# errno name -> what the user does about it
+_OS_FIXES = {
+    "EACCES": "give this user access to it (chmod, chown), or run nixcrate as its owner",
+    "EPERM": "give this user access to it (chmod, chown), or run nixcrate as its owner",
+    "ELOOP": "a symlink loop: point the symlink at a real file, or remove it",
+    "ENOTDIR": "a file stands where a directory must be: rename or remove it",
+    "EISDIR": "a directory stands where a file must be: rename or remove it",
+    "EEXIST": "something already stands there: rename or remove it",
+    "ENOENT": "its directory does not exist: create it, or give another path",
+    "ENOSPC": "the disk is full: free space, then rerun",
+    "EDQUOT": "the disk quota is full: free space, then rerun",
+    "EROFS": "the file system is read-only: run nixcrate in a writable copy",
+    "ENAMETOOLONG": "shorten the path",
+}
+
+
+def from_os_error(exc: OSError, cwd: str | None = None, display: str | None = None) -> FileSystemError:
+    """One line for an OSError the user's file system caused: the path, what is wrong, the fix."""
+    import errno  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    fix = _OS_FIXES.get(name, "fix the path or its permissions, then rerun")
+    where = display or exc.filename
+    if where is None:
+        where = "a file"
+    else:
+        where = os.fsdecode(where)
+        if name == "ENOTDIR" and display is None:
+            # name the file that stands in the way (`.github`), not the path beneath it
+            parent = os.path.dirname(where)
+            while parent and parent != os.path.dirname(parent) and not os.path.isfile(parent):
+                parent = os.path.dirname(parent)
+            where = parent if os.path.isfile(parent) else where
+        here = cwd if cwd is not None else os.getcwd()
+        if os.path.isabs(where) and (where == here or where.startswith(here.rstrip("/") + "/")):
+            where = os.path.relpath(where, here)
+    what = exc.strerror or name or "error"
+    return FileSystemError(f"{where}: {what.lower()}: {fix}")

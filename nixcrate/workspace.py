@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from nixcrate import host
 from nixcrate import targets as targets_mod
 from nixcrate import toolchain as toolchain_mod
-from nixcrate.errors import LockfileError, ManifestError, WorkspaceError
+from nixcrate.errors import LockfileError, ManifestError, WorkspaceError, from_os_error
 from nixcrate.targets import Target  # noqa: TC001 - re-exported: workspace.Target is the model's name
 
 if TYPE_CHECKING:
@@ -206,7 +206,7 @@ def _read_toml(path: str | Path, display: str) -> dict[str, Any]:
     except IsADirectoryError:
         raise ManifestError(f"{display}: is a directory, not a file: remove it or point nixcrate at the workspace root") from None
     except OSError as exc:
-        raise ManifestError(f"{display}: cannot read ({exc.strerror}): fix its permissions") from None
+        raise from_os_error(exc, display=display) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
