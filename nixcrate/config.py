@@ -303,7 +303,7 @@ def parse(data: dict[str, Any]) -> Config:
 def load(root: Path) -> Config:
     path = root / FILENAME
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")  # a BOM, as cargo allows in TOML
     except FileNotFoundError:
         return Config()
     except IsADirectoryError:

@@ -7,6 +7,44 @@ The catalogue of messages is docs/errors.md; each entry is pinned by a test.
 
 from __future__ import annotations
 
+import re
+
+# Trace noise in Nix's stderr: "… while evaluating", source excerpts ("  3| x"), carets, hints.
+_NOISE = re.compile(r"^\s*(…|\d*\s*\||\(use '--show-trace'|$)")
+_AT = re.compile(r"^\s*at (?:/nix/store/[a-z0-9]{32}-source/)?(?P<where>\S+):\s*$")
+_STORE_SOURCE = re.compile(r"/nix/store/[a-z0-9]{32}-source/")
+
+
+def error_summary(stderr: str) -> str:
+    """The lines of a tool's stderr that say what is wrong, as one line.
+
+    Nix's `error:` line and its continuation, where it is (`at flake.nix:4:3`, store prefix
+    dropped) and a failed program's own `fatal:` lines; not the trace, source excerpts or
+    `(use '--show-trace' ...)`. Newer Nix nests the cause as the last `error:`: take that one.
+    Other tools' output: its last line.
+    """
+    lines = stderr.splitlines()
+    starts = [i for i, ln in enumerate(lines) if ln.strip().startswith("error:") and ln.strip() != "error:"]
+    if not starts:
+        text = [ln.strip() for ln in lines if not _NOISE.match(ln)]
+        return text[-1] if text else "no output"
+    first = starts[-1]
+    parts = [lines[first].strip().removeprefix("error:").strip()]
+    where = None
+    for ln in lines[first + 1 :]:
+        at = _AT.match(ln)
+        if at:
+            where = where or at.group("where")
+            continue
+        if ln.strip().startswith("…"):
+            break
+        if not _NOISE.match(ln):
+            parts.append(ln.strip())
+    context = [ln.strip() for ln in lines[:first] if ln.startswith("fatal:")]
+    summary = " ".join(parts) + (f" (at {where})" if where else "") + (f": {' '.join(context)}" if context else "")
+    return _STORE_SOURCE.sub("", summary)
+
+
 class NixcrateError(Exception):
     """Base of every user-facing error. `exit_code` 1 unless a subclass says otherwise."""
 
@@ -71,8 +109,7 @@ class CommandFailed(NixcrateError):
         self.argv = argv
         self.returncode = returncode
         self.stderr_tail = stderr_tail
-        last = stderr_tail.strip().splitlines()[-1] if stderr_tail.strip() else "no output"
-        super().__init__(f"'{' '.join(argv[:3])}' failed with exit status {returncode}: {last}")
+        super().__init__(f"'{' '.join(argv[:3])}' failed with exit status {returncode}: {error_summary(stderr_tail)}")
         self.exit_code = returncode if 0 < returncode < 256 else 1
 
 

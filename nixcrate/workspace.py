@@ -208,7 +208,8 @@ def _read_toml(path: str | Path, display: str) -> dict[str, Any]:
     except OSError as exc:
         raise from_os_error(exc, display=display) from None
     try:
-        text = raw.decode("utf-8")
+        # cargo reads a manifest that starts with a UTF-8 BOM (Notepad writes one): so do we
+        text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{display}: not valid UTF-8 (byte {exc.start}): save it as UTF-8") from None
     try:
@@ -512,7 +513,7 @@ def read_lockfile(path: Path, display: str = "Cargo.lock") -> Lockfile:
     if not path.is_file():
         raise LockfileError(f"{display}: not found: run 'cargo generate-lockfile' and commit Cargo.lock (a flake needs it to vendor crates)")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
         canonical = _canonical_lock(text)
         data = tomllib.loads(text) if canonical is None else {}
     except UnicodeDecodeError:
@@ -521,6 +522,8 @@ def read_lockfile(path: Path, display: str = "Cargo.lock") -> Lockfile:
         raise LockfileError(f"{display}: invalid TOML: {exc}: regenerate it with 'cargo generate-lockfile'") from None
     except RecursionError:
         raise LockfileError(f"{display}: invalid TOML: arrays or tables nested thousands deep: regenerate it with 'cargo generate-lockfile'") from None
+    if canonical is None and not data:
+        raise LockfileError(f"{display}: is empty: run 'cargo generate-lockfile' and commit Cargo.lock")
     version = data.get("version") if canonical is None else canonical[0]
     if version is None:
         raise LockfileError(

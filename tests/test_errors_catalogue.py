@@ -155,6 +155,7 @@ CASES: dict[str, Case] = {
     "no-lockfile": Case({"Cargo.lock": None}),
     "lockfile-invalid": Case({"Cargo.lock": "version = 3\n[[package]\n"}),
     "lockfile-malformed": Case({"Cargo.lock": 'version = 3\n[[package]]\nname = "api"\n'}),
+    "lockfile-empty": Case({"Cargo.lock": ""}),
     "lockfile-too-old": Case({"Cargo.lock": BASE["Cargo.lock"].replace("version = 3\n", "")}),
     "lockfile-version-unsupported": Case({"Cargo.lock": BASE["Cargo.lock"].replace("version = 3", "version = 9")}),
     "lockfile-stale-member": Case(
