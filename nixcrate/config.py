@@ -8,6 +8,7 @@ tomlkit so the user's comments and layout survive.
 from __future__ import annotations
 
 import bisect
+import os
 import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -231,12 +232,16 @@ def _closure(key: str, raw: dict[str, Any]) -> ClosureConfig:
     )
 
 
+_U32_MAX = 2**32 - 1
+
+
 def _codegen_units(raw: dict[str, Any], key: str) -> int | None:
     value = raw.get("codegen-units")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _err(f"{key}.codegen-units", f"expected a whole number of at least 1, got {value!r}: fix the value")
+    # cargo reads codegen-units as a u32 and rustc refuses 0 (checked with cargo 1.8x and rustc)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _U32_MAX:
+        raise _err(f"{key}.codegen-units", f"expected a whole number from 1 to {_U32_MAX} (what cargo takes), got {value!r}: fix the value")
     return value
 
 
@@ -328,6 +333,22 @@ def check_against(config: Config, ws: Workspace) -> None:
     for name, member in config.members:
         if name not in names and member != MemberConfig():
             raise _err(f"members.{name}", f"'{name}' is not a workspace member: fix the name or remove the table")
+        for key, paths in (("extra-src", member.extra_src), ("include", member.include)):
+            for raw in paths:
+                _check_in_tree(ws.root, raw, f"members.{name}.{key}")
+
+
+def _check_in_tree(root: Path, raw: str, key: str) -> None:
+    """A path the flake copies from the workspace: relative, inside it (symlinks resolved), present."""
+    rel = os.path.normpath(raw) if raw else ""
+    if not raw or os.path.isabs(raw) or rel == ".." or rel.startswith("../"):
+        raise _err(key, f"'{raw}' is outside the workspace: the flake only sees files under its own directory: give a path relative to the workspace root, inside it")
+    path = root / rel
+    if not path.exists() and not path.is_symlink():
+        raise _err(key, f"'{raw}' does not exist in the workspace: fix the path, or add the file")
+    real = path.resolve()
+    if real != root.resolve() and root.resolve() not in real.parents:
+        raise _err(key, f"'{raw}' is outside the workspace (a symlink to {real}): the flake only sees files under its own directory: give a path relative to the workspace root, inside it")
 
 
 def render_initial(ws: Workspace, kinds: dict[str, MemberKind]) -> str:

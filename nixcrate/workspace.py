@@ -172,6 +172,9 @@ class Workspace:
     warnings: tuple[str, ...] = field(default=())
     explicit_members: bool = False
     nextest_config: PurePosixPath | None = None  # .config/nextest.toml: the workspace runs its tests with nextest
+    # In-tree crates that [patch.<registry>] or [replace] of the root Cargo.toml point at and
+    # that are not members: cargo reads them, so every source the flake builds needs them.
+    patch_paths: tuple[PurePosixPath, ...] = ()
 
     @property
     def members(self) -> tuple[Crate, ...]:
@@ -623,6 +626,8 @@ def load(root: Path) -> Workspace:
         crates[dep_dir] = crate
         pending.extend(d for d in crate.deps if d.path is not None)
 
+    for rel in crates:
+        _refuse_symlinked(root, rel)
     ordered_crates = host.with_reasons(tuple(crates[rel] for rel in sorted(crates)))
     by_name: dict[str, Crate] = {}
     for c in ordered_crates:
@@ -653,4 +658,37 @@ def load(root: Path) -> Workspace:
         nextest_config=NEXTEST_CONFIG if (root / NEXTEST_CONFIG).is_file() else None,
         warnings=tuple(warnings),
         explicit_members=any(not any(ch in m for ch in "*?[") for m in raw_members if isinstance(m, str)),
+        patch_paths=_patch_paths(top, root, set(crates)),
     )
+
+
+def _refuse_symlinked(root: Path, rel: str) -> None:
+    """A crate directory (or a directory above it) or its Cargo.toml that is a symlink: the
+    flake's source copies the link itself, which dangles in the Nix store (and cargo would
+    see the crate under a second path). Refused, not resolved: the user picks the real place."""
+    parts = [] if rel == "." else rel.split("/")
+    for sub in [*("/".join(parts[:n]) for n in range(1, len(parts) + 1)), "/".join([*parts, "Cargo.toml"])]:
+        if os.path.islink(os.path.join(root, sub)):
+            raise WorkspaceError(
+                f"{sub}: is a symlink (to {os.readlink(os.path.join(root, sub))}): the flake copies the link, which dangles in the "
+                "Nix store; nixcrate refuses it rather than resolve it: move the real crate (or Cargo.toml) there instead of the link"
+            )
+
+
+def _patch_paths(top: dict[str, Any], root: Path, crates: set[str]) -> tuple[PurePosixPath, ...]:
+    """Relative dirs of [patch.*] and [replace] path entries inside the workspace that are not
+    crates already read (members and their path dependencies)."""
+    tables: list[Any] = [t for t in (top.get("patch") or {}).values()] if isinstance(top.get("patch"), dict) else []
+    tables.append(top.get("replace"))
+    found: set[str] = set()
+    for table in tables:
+        if not isinstance(table, dict):
+            continue
+        for entry in table.values():
+            path = entry.get("path") if isinstance(entry, dict) else None
+            if not isinstance(path, str) or path.startswith("/"):
+                continue
+            rel = _join(".", path)
+            if not _outside(rel) and rel not in crates and (root / rel / "Cargo.toml").is_file():
+                found.add(rel)
+    return tuple(PurePosixPath(r) for r in sorted(found))

@@ -195,6 +195,9 @@ CASES: dict[str, Case] = {
     "config-unknown-key": Case({"nixcrate.toml": '[members.api]\nknd = "service"\n'}),
     "config-wrong-type": Case({"nixcrate.toml": "[members.api]\nkind = 3\n"}),
     "config-bad-value": Case({"nixcrate.toml": '[lambda]\nglibc = "two"\n'}),
+    "config-path-outside": Case({"nixcrate.toml": '[members.api]\nextra-src = ["/etc/passwd"]\n'}),
+    "config-path-missing": Case({"nixcrate.toml": '[members.api]\nextra-src = ["proto"]\n'}),
+    "member-symlink": Case({}),  # crates/common/Cargo.toml a symlink, made below
     "config-names-no-member": Case({"nixcrate.toml": '[members.apii]\nkind = "service"\n'}),
     "config-exclude-names-no-member": Case({"nixcrate.toml": 'exclude = ["apii"]\n'}),
     "kind-override-without-bin": Case({"nixcrate.toml": '[members.common]\nkind = "service"\n'}),
@@ -317,6 +320,10 @@ def test_catalogued_error(ident: str, tmp_path: Path, request: pytest.FixtureReq
         write(root, {**member("billing", bin_=True), "Cargo.lock": with_lock("billing")})
     if ident == "file-system":
         (root / "flake.nix").symlink_to("flake.nix")
+    if ident == "member-symlink":
+        (root / "common.toml").write_bytes((root / "crates/common/Cargo.toml").read_bytes())
+        (root / "crates/common/Cargo.toml").unlink()
+        (root / "crates/common/Cargo.toml").symlink_to("../../common.toml")
     env = {k: v.format(root=root) for k, v in case.env}
     if case.runner.startswith("nix"):
         if not HAVE_NIX:
