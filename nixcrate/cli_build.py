@@ -57,7 +57,7 @@ def build_command(
     build, plan, planner, note = _start(flake, outputs, extra, max_jobs=max_jobs, cores=cores, low_priority=low_priority)
     with contextlib.ExitStack() as stack:
         display = _Display(stack, build, plan, planner, live=not as_json, verbose=verbose, note=note)
-        run = build.follow(display.feed)
+        run = build.follow(display.feed, display.interrupt)
         display.open()  # nix may exit before its first build: an evaluation error, or nothing to do
 
     from nixcrate import console  # noqa: PLC0415 - imported by _Display.open already
@@ -147,6 +147,13 @@ class _Display:
         self._held: list[tuple[str, float]] = []
         self._progress: Progress | None = None
         self._present: nix.PathInfoQuery | None = None
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        """Ctrl-C: builds that end from now on were stopped, not built."""
+        self._interrupted = True
+        if self._progress is not None:
+            self._progress.tracker.interrupt()
 
     def feed(self, line: str) -> None:
         if self._progress is not None:
@@ -166,6 +173,8 @@ class _Display:
                 self._build.echo()
                 console.err.print(self._note, markup=False)
             tracker = BuildTracker(None)
+            if self._interrupted:
+                tracker.interrupt()
             if self._planner is not None:
                 self._planner.then(lambda plan: self._set_plan(tracker, plan))
                 self._planner.start()

@@ -8,6 +8,7 @@ without --show-trace.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -73,3 +74,35 @@ def test_an_empty_lockfile_is_called_empty(tmp_path: Path, content: str) -> None
     assert code == 1
     assert stderr.strip() == "error: Cargo.lock: is empty: run 'cargo generate-lockfile' and commit Cargo.lock"
     assert not (ws / "nix").exists()
+
+
+# --------------------------------------------------------------------------- Ctrl-C during a build
+
+
+def test_a_build_stopped_by_ctrl_c_is_interrupted_on_the_live_line_and_in_the_table() -> None:
+    """Replays a real Nix 2.8 log, with Ctrl-C after the last build started: nix's stops on
+    exit are not finished builds, so neither the notices nor the report call it built."""
+    from test_build_report import LOGS  # noqa: PLC0415
+
+    from nixcrate.build_report import BuildTracker, State  # noqa: PLC0415
+    from nixcrate.nix import BuildPlan, BuildRun, PathInfo, parse_derivations  # noqa: PLC0415
+
+    doc = json.loads((LOGS / "one-service-built.json").read_text())
+    plan = BuildPlan(doc["flake"], doc["system"], tuple(map(tuple, doc["outputs"])), parse_derivations(doc["derivations"]), frozenset(doc["valid"]))
+    lines = (LOGS / "one-service-built.log").read_text().splitlines(keepends=True)
+    last_start = max(i for i, ln in enumerate(lines) if '"action":"start"' in ln and '"type":105' in ln)
+    drv = json.loads(lines[last_start].removeprefix("@nix "))["fields"][0]
+    tracker = BuildTracker(plan, clock=lambda: 1.0)
+    before = [n for ln in lines[: last_start + 1] if (n := tracker.feed(ln))]
+    tracker.interrupt()
+    after = [n for ln in lines[last_start + 1 :] if (n := tracker.feed(ln))]
+    name = plan.derivations[drv].name
+    assert not any(n.startswith(f"built {name}") for n in after), after
+    assert any(n.startswith(f"interrupted {name}") for n in after), after
+    assert before  # the builds before Ctrl-C still say built
+    stopped_outputs = set(plan.derivations[drv].out_paths)
+    infos = {p: PathInfo(size, when) for p, (size, when) in doc["path_info"].items() if p not in stopped_outputs}
+    report = tracker.report(BuildRun(130, "", interrupted=True, started=0.0, finished=2.0), infos)
+    states = {i.drv: i.state for i in report.items}
+    assert states[drv] is State.INTERRUPTED
+    assert tracker.done == sum(1 for s in states.values() if s is State.BUILT) + sum(1 for i in report.items if i.state is State.FETCHED)
