@@ -341,7 +341,7 @@ def check_against(config: Config, ws: Workspace) -> None:
 def _check_in_tree(root: Path, raw: str, key: str) -> None:
     """A path the flake copies from the workspace: relative, inside it (symlinks resolved), present."""
     rel = os.path.normpath(raw) if raw else ""
-    if not raw or os.path.isabs(raw) or rel == ".." or rel.startswith("../"):
+    if not raw or raw.startswith("/") or rel == ".." or rel.startswith("../"):
         raise _err(key, f"'{raw}' is outside the workspace: the flake only sees files under its own directory: give a path relative to the workspace root, inside it")
     path = root / rel
     if not path.exists() and not path.is_symlink():

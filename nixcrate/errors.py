@@ -152,22 +152,18 @@ def from_os_error(exc: OSError, cwd: str | None = None, display: str | None = No
     """One line for an OSError the user's file system caused: the path, what is wrong, the fix."""
     import errno  # noqa: PLC0415
     import os  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
 
     name = errno.errorcode.get(exc.errno or 0, "")
     fix = _OS_FIXES.get(name, "fix the path or its permissions, then rerun")
-    where = display or exc.filename
-    if where is None:
-        where = "a file"
-    else:
-        where = os.fsdecode(where)
-        if name == "ENOTDIR" and display is None:
+    where = display or (os.fsdecode(exc.filename) if exc.filename is not None else "a file")
+    if display is None and exc.filename is not None:
+        path = Path(where)
+        if name == "ENOTDIR":
             # name the file that stands in the way (`.github`), not the path beneath it
-            parent = os.path.dirname(where)
-            while parent and parent != os.path.dirname(parent) and not os.path.isfile(parent):
-                parent = os.path.dirname(parent)
-            where = parent if os.path.isfile(parent) else where
-        here = cwd if cwd is not None else os.getcwd()
-        if os.path.isabs(where) and (where == here or where.startswith(here.rstrip("/") + "/")):
-            where = os.path.relpath(where, here)
+            where = str(next((p for p in path.parents if p.is_file()), path))
+        here = Path(cwd) if cwd is not None else Path.cwd()
+        if Path(where).is_relative_to(here) and Path(where).is_absolute():
+            where = str(Path(where).relative_to(here))
     what = exc.strerror or name or "error"
     return FileSystemError(f"{where}: {what.lower()}: {fix}")

@@ -626,8 +626,7 @@ def load(root: Path) -> Workspace:
         crates[dep_dir] = crate
         pending.extend(d for d in crate.deps if d.path is not None)
 
-    for rel in crates:
-        _refuse_symlinked(root, rel)
+    _refuse_symlinked(root, crates)
     ordered_crates = host.with_reasons(tuple(crates[rel] for rel in sorted(crates)))
     by_name: dict[str, Crate] = {}
     for c in ordered_crates:
@@ -662,23 +661,24 @@ def load(root: Path) -> Workspace:
     )
 
 
-def _refuse_symlinked(root: Path, rel: str) -> None:
+def _refuse_symlinked(root: Path, crates: Iterable[str]) -> None:
     """A crate directory (or a directory above it) or its Cargo.toml that is a symlink: the
     flake's source copies the link itself, which dangles in the Nix store (and cargo would
     see the crate under a second path). Refused, not resolved: the user picks the real place."""
-    parts = [] if rel == "." else rel.split("/")
-    for sub in [*("/".join(parts[:n]) for n in range(1, len(parts) + 1)), "/".join([*parts, "Cargo.toml"])]:
-        if os.path.islink(os.path.join(root, sub)):
-            raise WorkspaceError(
-                f"{sub}: is a symlink (to {os.readlink(os.path.join(root, sub))}): the flake copies the link, which dangles in the "
-                "Nix store; nixcrate refuses it rather than resolve it: move the real crate (or Cargo.toml) there instead of the link"
-            )
+    for rel in crates:
+        parts = [] if rel == "." else rel.split("/")
+        for sub in [*("/".join(parts[:n]) for n in range(1, len(parts) + 1)), "/".join([*parts, "Cargo.toml"])]:
+            if os.path.islink(os.path.join(root, sub)):
+                raise WorkspaceError(
+                    f"{sub}: is a symlink (to {os.readlink(os.path.join(root, sub))}): the flake copies the link, which dangles in the "
+                    "Nix store; nixcrate refuses it rather than resolve it: move the real crate (or Cargo.toml) there instead of the link"
+                )
 
 
 def _patch_paths(top: dict[str, Any], root: Path, crates: set[str]) -> tuple[PurePosixPath, ...]:
     """Relative dirs of [patch.*] and [replace] path entries inside the workspace that are not
     crates already read (members and their path dependencies)."""
-    tables: list[Any] = [t for t in (top.get("patch") or {}).values()] if isinstance(top.get("patch"), dict) else []
+    tables: list[Any] = list(top["patch"].values()) if isinstance(top.get("patch"), dict) else []
     tables.append(top.get("replace"))
     found: set[str] = set()
     for table in tables:

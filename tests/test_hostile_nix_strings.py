@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pytest
@@ -20,13 +20,16 @@ from test_errors_catalogue import BASE, write
 from nixcrate import git_deps, runner
 from nixcrate.cli import cli
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 PAYLOAD = '" + (builtins.abort "pwned") + "'
 HOSTILE = [
     PAYLOAD,
-    "${builtins.abort \"pwned\"}",
+    '${builtins.abort "pwned"}',
     '\\" + builtins.abort "pwned" + \\"',
     "''${builtins.abort \"pwned\"}''",
-    "x\ny\"; rev = \"0\"; }",
+    'x\ny"; rev = "0"; }',
 ]
 REV = "0123456789abcdef0123456789abcdef01234567"
 

@@ -108,7 +108,7 @@ def test_codegen_units_cargo_takes(ws: Path, value: str) -> None:
     assert code == 0, stderr
 
 
-# --------------------------------------------------------------------------- [patch] / [replace]
+# --------------------------------------------------------------------------- patch and replace tables
 
 
 def test_patch_paths_names_in_tree_crates_cargo_reads(ws: Path) -> None:
