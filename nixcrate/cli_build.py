@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from nixcrate import nix, runner
-from nixcrate.errors import BuildFailed, Interrupted, NixcrateError
+from nixcrate.errors import BuildFailed, Interrupted, NixcrateError, error_summary
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -84,7 +84,7 @@ def build_command(
         raise Interrupted("interrupted: nix build stopped (partial report above)")
     if run.returncode != 0:
         failed = [i.name for i in report.items if i.state == "failed"]
-        what = f": {', '.join(failed)} failed" if failed else (f": {report.errors[-1]}" if report.errors else "")
+        what = f": {', '.join(failed)} failed" if failed else (f": {error_summary(report.errors[-1])}" if report.errors else "")
         raise BuildFailed(f"nix build exited with status {run.returncode}{what}", run.returncode)
 
 

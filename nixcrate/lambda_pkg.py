@@ -31,7 +31,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
-from nixcrate.errors import LambdaVerifyFailed, UsageError
+from nixcrate.errors import LambdaVerifyFailed, UsageError, from_os_error
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -588,6 +588,8 @@ def verify(
         )
     try:
         archive = zipfile.ZipFile(zip_path)
+    except (PermissionError, IsADirectoryError) as exc:  # the file system's, not the zip's
+        raise from_os_error(exc, display=name) from None
     except _ZIP_ERRORS as exc:
         raise LambdaVerifyFailed(
             f"{name}: not a zip file ({exc}): {_FIX_REBUILD.format(target=zig_target(arch, glibc))}"
