@@ -52,6 +52,9 @@ def build_command(
     outputs, extra = args[:cut], [a for a in args[cut:] if a != "--"]
     flake = flake_dir if ":" in flake_dir else str(Path(flake_dir).resolve())
 
+    if summary_file is not None and not summary_file.parent.is_dir():
+        # before the build, not after it: the build's time is not lost on a typo
+        raise NixcrateError(f"{summary_file}: its directory {summary_file.parent} does not exist: create it, or give another --summary-file")
     if low_priority:
         runner.which("ionice")
     build, plan, planner, note = _start(flake, outputs, extra, max_jobs=max_jobs, cores=cores, low_priority=low_priority)

@@ -399,12 +399,13 @@ def set_git_hashes(root: Path, hashes: dict[str, str]) -> None:
     from nixcrate import files  # noqa: PLC0415
 
     path = root / FILENAME
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    doc = tomlkit.parse(text)
+    raw = path.read_text(encoding="utf-8") if path.is_file() else ""
+    bom = "\ufeff" if raw.startswith("\ufeff") else ""  # kept as the user saved it
+    doc = tomlkit.parse(raw.removeprefix(bom))
     table = doc.get("git-hashes")
     if table is None:
         table = tomlkit.table()
         doc["git-hashes"] = table
     for source, value in sorted(hashes.items()):
         table[source] = value
-    files.atomic_write(path, tomlkit.dumps(doc))
+    files.atomic_write(path, bom + tomlkit.dumps(doc))

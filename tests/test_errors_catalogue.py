@@ -223,6 +223,7 @@ CASES: dict[str, Case] = {
     "nix-too-old": Case({}, args=("build", "--flake", "{root}"), runner="nix-old"),
     "flakes-disabled": Case({}, args=("build", "--flake", "{root}"), runner="nix-build", env=(("NIX_CONFIG", "experimental-features = nix-command\n"),)),
     "unknown-output": Case({}, args=("build", "--flake", "{root}", "apii"), runner="nix-build"),
+    "summary-file-directory-missing": Case({}, args=("build", "--flake", "{root}", "--summary-file", "{root}/missing/summary.md", "api"), runner="nix-build"),
     "build-failed": Case({}, args=("build", "--flake", "{root}", "broken"), runner="nix-build"),
     "interrupted": Case({}, args=("build", "--flake", "{root}", "slow"), runner="nix-interrupt"),
 }

@@ -100,4 +100,4 @@ def test_summary_file_in_a_missing_directory(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "such" / "summary.md"
     code, stderr = nixcrate("build", "--flake", str(flake), "--summary-file", str(missing), "api", env=env, user=False)
     line = assert_one_line(code, stderr, str(missing))
-    assert "does not exist" in line or "no such file" in line
+    assert "does not exist" in line and "--summary-file" in line

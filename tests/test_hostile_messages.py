@@ -106,3 +106,16 @@ def test_a_build_stopped_by_ctrl_c_is_interrupted_on_the_live_line_and_in_the_ta
     states = {i.drv: i.state for i in report.items}
     assert states[drv] is State.INTERRUPTED
     assert tracker.done == sum(1 for s in states.values() if s is State.BUILT) + sum(1 for i in report.items if i.state is State.FETCHED)
+
+
+def test_a_bom_in_nixcrate_toml_is_read_and_kept_by_hashes(tmp_path: Path) -> None:
+    import tomllib  # noqa: PLC0415
+
+    from nixcrate import config  # noqa: PLC0415
+
+    (tmp_path / "nixcrate.toml").write_bytes(b"\xef\xbb\xbf# mine\n[members.api]\nkind = \"service\"\n")
+    assert config.load(tmp_path).member("api").kind is not None
+    config.set_git_hashes(tmp_path, {"git+https://example.com/x#0": "sha256-x"})
+    raw = (tmp_path / "nixcrate.toml").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf# mine\n")
+    assert tomllib.loads(raw.decode().removeprefix("\ufeff"))["git-hashes"] == {"git+https://example.com/x#0": "sha256-x"}
