@@ -132,6 +132,7 @@ class State(StrEnum):
     PRESENT = "present"
     FAILED = "failed"
     NOT_BUILT = "not built"  # a dependency failed, or Ctrl-C came first
+    INTERRUPTED = "interrupted"  # building when Ctrl-C came: nix stopped it
 
 
 class Group(StrEnum):
@@ -217,7 +218,7 @@ class BuildReport:
         if self.caches:
             fetched += " from " + ", ".join(c if len(self.caches) == 1 else f"{c} ({n})" for c, n in self.caches)
         parts = [f"built {self.count(State.BUILT)} ({self.built_seconds:.1f} s)", fetched, f"present {self.count(State.PRESENT)}"]
-        parts += [f"{s} {self.count(s)}" for s in (State.FAILED, State.NOT_BUILT) if self.count(s)]
+        parts += [f"{s} {self.count(s)}" for s in (State.FAILED, State.INTERRUPTED, State.NOT_BUILT) if self.count(s)]
         reused = self.count(State.FETCHED) + self.count(State.PRESENT)
         line = ", ".join(parts) + f"; cache reuse {self.cache_reuse:.0%} ({reused}/{len(self.items)})"
         deps = self.deps_closure_reused
@@ -237,6 +238,7 @@ class BuildReport:
                 "present": self.count(State.PRESENT),
                 "failed": self.count(State.FAILED),
                 "not_built": self.count(State.NOT_BUILT),
+                "interrupted": self.count(State.INTERRUPTED),
                 "cache_reuse": round(self.cache_reuse, 4),
                 "deps_closure_reused": self.deps_closure_reused,
             },
@@ -305,6 +307,7 @@ _STYLE = {
     State.PRESENT: "green",
     State.FAILED: "bold red",
     State.NOT_BUILT: "dim",
+    State.INTERRUPTED: "magenta",
 }
 
 
@@ -368,6 +371,8 @@ class BuildTracker:
         self.failed: set[str] = set()
         self.errors: list[str] = []
         self._finished_builds = 0  # done + failed, as nix's Builds activity counts them
+        self.interrupted = False  # Ctrl-C came: builds nix stops from now on were cut short
+        self.cut_short: set[str] = set()
         self._failed_builds = 0
 
     def set_plan(self, plan: BuildPlan) -> None:
@@ -394,7 +399,7 @@ class BuildTracker:
 
     @property
     def done(self) -> int:
-        builds = sum(1 for b in self.builds.values() if b.end is not None)
+        builds = sum(1 for d, b in self.builds.items() if b.end is not None and d not in self.cut_short)
         return builds + sum(1 for f in self.fetches.values() if f.end is not None)
 
     def feed(self, line: str, at: float | None = None) -> str | None:
@@ -449,6 +454,10 @@ class BuildTracker:
                 return f"failed {store_name(match.group(1))}"
         return None
 
+    def interrupt(self) -> None:
+        """Ctrl-C: what is building now ends as interrupted, on the live line and in the report."""
+        self.interrupted = True
+
     def _end_build(self, drv: str, now: float) -> str | None:
         build = self.builds.get(drv)
         if drv in self.running:
@@ -456,7 +465,12 @@ class BuildTracker:
         if build is None or build.end is not None:
             return None
         build.end = now
-        return None if drv in self.failed else f"built {store_name(drv)} ({now - build.start:.1f} s)"
+        if drv in self.failed:
+            return None
+        if self.interrupted:  # nix stops every activity as it exits: not a finished build
+            self.cut_short.add(drv)
+            return f"interrupted {store_name(drv)} ({now - build.start:.1f} s)"
+        return f"built {store_name(drv)} ({now - build.start:.1f} s)"
 
     def _builds_progress(self, done: int, failed: int, now: float) -> str | None:
         # Nix 2.8 stops the activity of a requested output's build only when it exits; its
@@ -528,6 +542,8 @@ class BuildTracker:
         elif drv in self.builds:
             build = self.builds[drv]
             state = State.BUILT if valid_now and drv not in self.failed else State.FAILED if drv in self.failed else State.NOT_BUILT
+            if state is State.NOT_BUILT and (drv in self.cut_short or (run.interrupted and build.end is None)):
+                state = State.INTERRUPTED
             end = build.end if build.end is not None else run.finished
             if valid_now:
                 # When the outputs became valid (to the second) bounds the end of a build

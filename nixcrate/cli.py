@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from nixcrate import __version__
-from nixcrate.errors import Interrupted, NixcrateError
+from nixcrate.errors import Interrupted, NixcrateError, from_os_error
 
 if TYPE_CHECKING:
 
@@ -65,6 +65,12 @@ class NixcrateGroup(click.Group):
         except NixcrateError as exc:
             _print_error(exc)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            # Every file the user can make unreadable, a loop, a file where a directory must be:
+            # one line naming the path (the exception's own filename) and the fix, exit 1.
+            error = from_os_error(exc)
+            _print_error(error)
+            ctx.exit(error.exit_code)
         except click.UsageError as exc:
             _print_usage_error(exc)
             ctx.exit(exc.exit_code)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from nixcrate import nix, runner
-from nixcrate.errors import BuildFailed, Interrupted, NixcrateError
+from nixcrate.errors import BuildFailed, Interrupted, NixcrateError, error_summary
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,12 +52,15 @@ def build_command(
     outputs, extra = args[:cut], [a for a in args[cut:] if a != "--"]
     flake = flake_dir if ":" in flake_dir else str(Path(flake_dir).resolve())
 
+    if summary_file is not None and not summary_file.parent.is_dir():
+        # before the build, not after it: the build's time is not lost on a typo
+        raise NixcrateError(f"{summary_file}: its directory {summary_file.parent} does not exist: create it, or give another --summary-file")
     if low_priority:
         runner.which("ionice")
     build, plan, planner, note = _start(flake, outputs, extra, max_jobs=max_jobs, cores=cores, low_priority=low_priority)
     with contextlib.ExitStack() as stack:
         display = _Display(stack, build, plan, planner, live=not as_json, verbose=verbose, note=note)
-        run = build.follow(display.feed)
+        run = build.follow(display.feed, display.interrupt)
         display.open()  # nix may exit before its first build: an evaluation error, or nothing to do
 
     from nixcrate import console  # noqa: PLC0415 - imported by _Display.open already
@@ -84,7 +87,7 @@ def build_command(
         raise Interrupted("interrupted: nix build stopped (partial report above)")
     if run.returncode != 0:
         failed = [i.name for i in report.items if i.state == "failed"]
-        what = f": {', '.join(failed)} failed" if failed else (f": {report.errors[-1]}" if report.errors else "")
+        what = f": {', '.join(failed)} failed" if failed else (f": {error_summary(report.errors[-1])}" if report.errors else "")
         raise BuildFailed(f"nix build exited with status {run.returncode}{what}", run.returncode)
 
 
@@ -152,6 +155,13 @@ class _Display:
         self._held: list[tuple[str, float]] = []
         self._progress: Progress | None = None
         self._present: nix.PathInfoQuery | None = None
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        """Ctrl-C: builds that end from now on were stopped, not built."""
+        self._interrupted = True
+        if self._progress is not None:
+            self._progress.tracker.interrupt()
 
     def feed(self, line: str) -> None:
         if self._progress is not None:
@@ -171,6 +181,8 @@ class _Display:
                 self._build.echo()
                 console.err.print(self._note, markup=False)
             tracker = BuildTracker(None)
+            if self._interrupted:
+                tracker.interrupt()
             if self._planner is not None:
                 self._planner.then(lambda plan: self._set_plan(tracker, plan))
                 self._planner.start()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from nixcrate.errors import CommandFailed, NixcrateError
+from nixcrate.errors import CommandFailed, NixcrateError, error_summary
 
 
 @click.command("hashes")
@@ -34,7 +34,7 @@ def hashes_command(directory: Path) -> None:
             proc = runner.run(src.prefetch_argv())
         except CommandFailed as exc:
             raise NixcrateError(
-                f"Cargo.lock: cannot fetch {src.url} at {src.rev[:12]} ({exc.stderr_tail.strip().splitlines()[-1] if exc.stderr_tail.strip() else 'no output'}): "
+                f"Cargo.lock: cannot fetch {src.url} at {src.rev[:12]} ({error_summary(exc.stderr_tail)}): "
                 "check the network and access to the repository, then rerun 'nixcrate hashes'"
             ) from None
         found[src.source] = git_deps.parse_prefetch(proc.stdout)

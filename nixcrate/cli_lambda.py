@@ -56,6 +56,10 @@ def verify_command(
     elif result.ok:
         found = f"max GLIBC_{result.max_glibc}" if result.max_glibc else "no GLIBC versions"
         click.echo(f"{result.zip_path}: ok ({arch}, {found}, pin {glibc})")
+        if result.runtimes:
+            click.echo(f"{result.zip_path}: runs on {', '.join(result.runtimes)}")
+        if "provided.al2" in result.runtimes:
+            click.echo(f"note: {lambda_pkg.AL2_NOTE}")
     ctx.exit(0 if result.ok else 1)
 
 

@@ -8,6 +8,7 @@ tomlkit so the user's comments and layout survive.
 from __future__ import annotations
 
 import bisect
+import os
 import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -231,12 +232,16 @@ def _closure(key: str, raw: dict[str, Any]) -> ClosureConfig:
     )
 
 
+_U32_MAX = 2**32 - 1
+
+
 def _codegen_units(raw: dict[str, Any], key: str) -> int | None:
     value = raw.get("codegen-units")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _err(f"{key}.codegen-units", f"expected a whole number of at least 1, got {value!r}: fix the value")
+    # cargo reads codegen-units as a u32 and rustc refuses 0 (checked with cargo 1.8x and rustc)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _U32_MAX:
+        raise _err(f"{key}.codegen-units", f"expected a whole number from 1 to {_U32_MAX} (what cargo takes), got {value!r}: fix the value")
     return value
 
 
@@ -303,7 +308,7 @@ def parse(data: dict[str, Any]) -> Config:
 def load(root: Path) -> Config:
     path = root / FILENAME
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")  # a BOM, as cargo allows in TOML
     except FileNotFoundError:
         return Config()
     except IsADirectoryError:
@@ -328,6 +333,22 @@ def check_against(config: Config, ws: Workspace) -> None:
     for name, member in config.members:
         if name not in names and member != MemberConfig():
             raise _err(f"members.{name}", f"'{name}' is not a workspace member: fix the name or remove the table")
+        for key, paths in (("extra-src", member.extra_src), ("include", member.include)):
+            for raw in paths:
+                _check_in_tree(ws.root, raw, f"members.{name}.{key}")
+
+
+def _check_in_tree(root: Path, raw: str, key: str) -> None:
+    """A path the flake copies from the workspace: relative, inside it (symlinks resolved), present."""
+    rel = os.path.normpath(raw) if raw else ""
+    if not raw or raw.startswith("/") or rel == ".." or rel.startswith("../"):
+        raise _err(key, f"'{raw}' is outside the workspace: the flake only sees files under its own directory: give a path relative to the workspace root, inside it")
+    path = root / rel
+    if not path.exists() and not path.is_symlink():
+        raise _err(key, f"'{raw}' does not exist in the workspace: fix the path, or add the file")
+    real = path.resolve()
+    if real != root.resolve() and root.resolve() not in real.parents:
+        raise _err(key, f"'{raw}' is outside the workspace (a symlink to {real}): the flake only sees files under its own directory: give a path relative to the workspace root, inside it")
 
 
 def render_initial(ws: Workspace, kinds: dict[str, MemberKind]) -> str:
@@ -378,12 +399,13 @@ def set_git_hashes(root: Path, hashes: dict[str, str]) -> None:
     from nixcrate import files  # noqa: PLC0415
 
     path = root / FILENAME
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    doc = tomlkit.parse(text)
+    raw = path.read_text(encoding="utf-8") if path.is_file() else ""
+    bom = "\ufeff" if raw.startswith("\ufeff") else ""  # kept as the user saved it
+    doc = tomlkit.parse(raw.removeprefix(bom))
     table = doc.get("git-hashes")
     if table is None:
         table = tomlkit.table()
         doc["git-hashes"] = table
     for source, value in sorted(hashes.items()):
         table[source] = value
-    files.atomic_write(path, tomlkit.dumps(doc))
+    files.atomic_write(path, bom + tomlkit.dumps(doc))

@@ -11,6 +11,7 @@ network and nothing of it is cacheable.
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote
@@ -29,18 +30,24 @@ class GitSource:
     ref: str | None  # refs/heads/<branch> or refs/tags/<tag>, when the lock names one
     packages: tuple[str, ...]  # "name version" of the lock packages from it
 
-    def fetch_expr(self) -> str:
-        """A Nix expression for the narHash of the checkout crane's fetchgit produces
-        (submodules included, `.git` left out)."""
-        ref = f' ref = "{self.ref}";' if self.ref else ""
-        return f'(builtins.fetchGit {{ url = "{self.url}"; rev = "{self.rev}";{ref} submodules = true; }}).narHash'
+    # The values are data: they reach Nix as one JSON string (--argstr), never spliced into the
+    # expression, so a hostile Cargo.lock source cannot inject code.
+    FETCH_EXPR = (
+        "{ args }: let a = builtins.fromJSON args; in "
+        "(builtins.fetchGit ({ inherit (a) url rev; submodules = true; } // (if a ? ref then { inherit (a) ref; } else { }))).narHash"
+    )
+
+    def fetch_args(self) -> str:
+        """The JSON data FETCH_EXPR reads: url, rev and (when the lock names one) ref."""
+        data = {"url": self.url, "rev": self.rev, **({"ref": self.ref} if self.ref else {})}
+        return json.dumps(data, sort_keys=True)
 
     def prefetch_argv(self) -> list[str]:
         # nix-instantiate needs neither flakes nor the flake registry (which is fetched online)
-        return ["nix-instantiate", "--eval", "--json", "--expr", self.fetch_expr()]
+        return ["nix-instantiate", "--eval", "--expr", "--json", "--argstr", "args", self.fetch_args(), self.FETCH_EXPR]
 
     def prefetch_command(self) -> str:
-        return f"nix-instantiate --eval --expr '{self.fetch_expr()}'"
+        return shlex.join(self.prefetch_argv())
 
 
 def normalize(source: str) -> str:

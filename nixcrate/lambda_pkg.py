@@ -20,14 +20,18 @@ from __future__ import annotations
 import io
 import re
 import shlex
+import shutil
 import stat
+import struct
+import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from nixcrate.errors import LambdaVerifyFailed, UsageError
+from nixcrate.errors import LambdaVerifyFailed, UsageError, from_os_error
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -236,6 +240,7 @@ class VerifyResult:
     glibc_versions: tuple[str, ...] = ()  # every GLIBC_* version the binary requires, sorted
     max_glibc: str | None = None  # the highest numeric GLIBC_x.y among them
     problems: tuple[Problem, ...] = field(default=())
+    runtimes: tuple[str, ...] = ()  # the Lambda runtimes whose glibc has every version it needs
 
     @property
     def ok(self) -> bool:
@@ -258,7 +263,33 @@ class VerifyResult:
             "rpath": list(self.rpath),
             "runpath": list(self.runpath),
             "problems": [{"code": p.code, "detail": p.detail, "fix": p.fix} for p in self.problems],
+            "runtimes": list(self.runtimes),
+            "runtime_note": runtime_note(self.runtimes),
         }
+
+
+# Each `provided.*` runtime and its glibc, newest first. provided.al2 is deprecated since
+# 2026-07-31 and takes no new functions from 2027-02-01:
+# https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html#runtimes-deprecated
+RUNTIMES = (("provided.al2023", "2.34"), ("provided.al2", "2.26"))
+AL2_NOTE = (
+    "provided.al2 is deprecated since 2026-07-31 and blocks new functions from 2027-02-01: "
+    "choose provided.al2023"
+)
+
+
+def runtimes_for(max_glibc: str | None) -> tuple[str, ...]:
+    """The runtimes a bootstrap needing at most GLIBC_<max_glibc> runs on (None: no versioned glibc)."""
+    need = _version_key(max_glibc) if max_glibc else ()
+    return tuple(name for name, glibc in RUNTIMES if need <= _version_key(glibc))
+
+
+def runtime_note(runtimes: tuple[str, ...]) -> str | None:
+    if "provided.al2" in runtimes:
+        return AL2_NOTE
+    if not runtimes:
+        return None
+    return f"runs on {', '.join(runtimes)} only"
 
 
 # --- the rules, shared wording for verify and check_shell -----------------------------------
@@ -432,10 +463,10 @@ def _read_versions(elf: ELFFile) -> tuple[list[str], dict[str, list[str]]]:
     return versions, symbols
 
 
-def _read_elf(data: bytes) -> _ElfFacts:
+def _read_elf(data: bytes | IO[bytes]) -> _ElfFacts:
     from elftools.elf.elffile import ELFFile  # noqa: PLC0415
 
-    elf = ELFFile(io.BytesIO(data))
+    elf = ELFFile(io.BytesIO(data) if isinstance(data, bytes) else data)
     interpreter, needed, rpath, runpath = _read_dynamic(elf)
     versions, symbols = _read_versions(elf)
     return _ElfFacts(
@@ -524,6 +555,22 @@ def _library_problems(facts: _ElfFacts, arch: Arch, fix_link: str) -> list[Probl
     return problems
 
 
+# A zip is untrusted input (downloaded, or built by anyone): zipfile and zlib raise these on
+# a damaged or hostile one; pyelftools on a damaged ELF raises anything (OverflowError on a
+# corrupt header, UnicodeDecodeError on a non-UTF-8 interpreter, AssertionError on a fuzzed
+# section), so every error of its parse is "not a valid ELF".
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, ValueError, NotImplementedError, zlib.error, struct.error)
+_SPOOL_IN_MEMORY = 16 * 1024 * 1024
+_CHUNK = 1024 * 1024
+
+
+def _read_elf_or_none(stream: IO[bytes]) -> _ElfFacts | None:
+    try:
+        return _read_elf(stream)
+    except Exception:  # noqa: BLE001 - see _ZIP_ERRORS: a parser of untrusted bytes, any failure is "not ELF"
+        return None
+
+
 def verify(
     zip_path: Path, *, glibc: str = "2.26", arch: str = "x86_64", includes: tuple[str, ...] = ()
 ) -> VerifyResult:
@@ -541,7 +588,9 @@ def verify(
         )
     try:
         archive = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (PermissionError, IsADirectoryError) as exc:  # the file system's, not the zip's
+        raise from_os_error(exc, display=name) from None
+    except _ZIP_ERRORS as exc:
         raise LambdaVerifyFailed(
             f"{name}: not a zip file ({exc}): {_FIX_REBUILD.format(target=zig_target(arch, glibc))}"
         ) from None
@@ -556,18 +605,20 @@ def verify(
             mode_string = stat.filemode(mode) if mode else "unrecorded"
             if mode_string != "-rwxr-xr-x":
                 problems.append(_mode_problem(mode_string))
-            if not (stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
-                try:
-                    data = archive.read(boot)
-                except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
-                    raise LambdaVerifyFailed(
-                        f"{name}: cannot read bootstrap ({exc}): rebuild the zip"
-                    ) from None
-                from elftools.common.exceptions import ELFError  # noqa: PLC0415
-
-                try:
-                    facts = _read_elf(data)
-                except ELFError:
+            # Sizes the zip declares come first: a bootstrap above Lambda's limit fails without
+            # being inflated (a 1 MB zip may expand to GBs); what is read streams to a spool file.
+            if not (stat.S_ISLNK(mode) or stat.S_ISDIR(mode)) and boot.file_size <= LAMBDA_UNZIPPED_LIMIT:
+                with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+                    try:
+                        with archive.open(boot) as member:
+                            shutil.copyfileobj(member, spool, _CHUNK)
+                    except _ZIP_ERRORS as exc:
+                        raise LambdaVerifyFailed(
+                            f"{name}: cannot read bootstrap ({exc}): rebuild the zip"
+                        ) from None
+                    spool.seek(0)
+                    facts = _read_elf_or_none(spool)
+                if facts is None:
                     problems.append(
                         Problem(
                             "not-elf",
@@ -575,7 +626,7 @@ def verify(
                             _FIX_REBUILD.format(target=zig_target(arch, glibc)),
                         )
                     )
-                if facts is not None:
+                else:
                     problems += _elf_problems(facts, target, glibc)
     versions = tuple(sorted(set(facts.versions), key=_glibc_sort_key)) if facts else ()
     return VerifyResult(
@@ -590,6 +641,7 @@ def verify(
         glibc_versions=versions,
         max_glibc=_max_glibc(versions),
         problems=tuple(problems),
+        runtimes=runtimes_for(_max_glibc(versions)) if facts else (),
     )
 
 

@@ -480,9 +480,10 @@ class RunningBuild:
         if self.proc.returncode is None:
             runner.signal_group(self.proc, signal.SIGINT)
 
-    def follow(self, on_line: Callable[[str], None]) -> BuildRun:
+    def follow(self, on_line: Callable[[str], None], on_interrupt: Callable[[], None] | None = None) -> BuildRun:
         """Pass each stderr line to on_line until nix exits. Ctrl-C is forwarded to nix as
-        SIGINT (to its process group) and ends the run with interrupted=True."""
+        SIGINT (to its process group) and ends the run with interrupted=True; on_interrupt
+        runs first, before nix's last lines (its stops are not finished builds)."""
         proc = self.proc
         assert proc.stderr is not None
         assert proc.stdout is not None
@@ -492,6 +493,8 @@ class RunningBuild:
                 on_line(line)
         except KeyboardInterrupt:
             interrupted = True
+            if on_interrupt is not None:
+                on_interrupt()
             self.stop()
             try:
                 for line in proc.stderr:  # nix's last words: stops and "interrupted by the user"

@@ -79,7 +79,7 @@ def run(
         which(argv[0])  # raises ToolNotFound with the install hint
         raise
     if check and proc.returncode != 0:
-        raise CommandFailed(argv, proc.returncode, tail(proc.stderr or proc.stdout))
+        raise CommandFailed(argv, proc.returncode, tail(proc.stderr or proc.stdout, 400))
     return proc
 
 

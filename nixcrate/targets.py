@@ -102,8 +102,8 @@ class _Tree:
                 try:
                     with os.scandir(os.path.join(self.root, rel)) as entries:
                         found = {e.name: (e.is_dir(), e.is_dir(follow_symlinks=False)) for e in entries}
-                except (FileNotFoundError, NotADirectoryError, PermissionError):
-                    found = {}
+                except (FileNotFoundError, NotADirectoryError):
+                    found = {}  # an unreadable directory is not an empty one: its OSError names it
             self._listings[rel] = found
         return found
 

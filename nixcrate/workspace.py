@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from nixcrate import host
 from nixcrate import targets as targets_mod
 from nixcrate import toolchain as toolchain_mod
-from nixcrate.errors import LockfileError, ManifestError, WorkspaceError
+from nixcrate.errors import LockfileError, ManifestError, WorkspaceError, from_os_error
 from nixcrate.targets import Target  # noqa: TC001 - re-exported: workspace.Target is the model's name
 
 if TYPE_CHECKING:
@@ -172,6 +172,9 @@ class Workspace:
     warnings: tuple[str, ...] = field(default=())
     explicit_members: bool = False
     nextest_config: PurePosixPath | None = None  # .config/nextest.toml: the workspace runs its tests with nextest
+    # In-tree crates that [patch.<registry>] or [replace] of the root Cargo.toml point at and
+    # that are not members: cargo reads them, so every source the flake builds needs them.
+    patch_paths: tuple[PurePosixPath, ...] = ()
 
     @property
     def members(self) -> tuple[Crate, ...]:
@@ -206,9 +209,10 @@ def _read_toml(path: str | Path, display: str) -> dict[str, Any]:
     except IsADirectoryError:
         raise ManifestError(f"{display}: is a directory, not a file: remove it or point nixcrate at the workspace root") from None
     except OSError as exc:
-        raise ManifestError(f"{display}: cannot read ({exc.strerror}): fix its permissions") from None
+        raise from_os_error(exc, display=display) from None
     try:
-        text = raw.decode("utf-8")
+        # cargo reads a manifest that starts with a UTF-8 BOM (Notepad writes one): so do we
+        text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{display}: not valid UTF-8 (byte {exc.start}): save it as UTF-8") from None
     try:
@@ -512,7 +516,7 @@ def read_lockfile(path: Path, display: str = "Cargo.lock") -> Lockfile:
     if not path.is_file():
         raise LockfileError(f"{display}: not found: run 'cargo generate-lockfile' and commit Cargo.lock (a flake needs it to vendor crates)")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
         canonical = _canonical_lock(text)
         data = tomllib.loads(text) if canonical is None else {}
     except UnicodeDecodeError:
@@ -521,6 +525,8 @@ def read_lockfile(path: Path, display: str = "Cargo.lock") -> Lockfile:
         raise LockfileError(f"{display}: invalid TOML: {exc}: regenerate it with 'cargo generate-lockfile'") from None
     except RecursionError:
         raise LockfileError(f"{display}: invalid TOML: arrays or tables nested thousands deep: regenerate it with 'cargo generate-lockfile'") from None
+    if canonical is None and not data:
+        raise LockfileError(f"{display}: is empty: run 'cargo generate-lockfile' and commit Cargo.lock")
     version = data.get("version") if canonical is None else canonical[0]
     if version is None:
         raise LockfileError(
@@ -620,6 +626,7 @@ def load(root: Path) -> Workspace:
         crates[dep_dir] = crate
         pending.extend(d for d in crate.deps if d.path is not None)
 
+    _refuse_symlinked(root, crates)
     ordered_crates = host.with_reasons(tuple(crates[rel] for rel in sorted(crates)))
     by_name: dict[str, Crate] = {}
     for c in ordered_crates:
@@ -650,4 +657,38 @@ def load(root: Path) -> Workspace:
         nextest_config=NEXTEST_CONFIG if (root / NEXTEST_CONFIG).is_file() else None,
         warnings=tuple(warnings),
         explicit_members=any(not any(ch in m for ch in "*?[") for m in raw_members if isinstance(m, str)),
+        patch_paths=_patch_paths(top, root, set(crates)),
     )
+
+
+def _refuse_symlinked(root: Path, crates: Iterable[str]) -> None:
+    """A crate directory (or a directory above it) or its Cargo.toml that is a symlink: the
+    flake's source copies the link itself, which dangles in the Nix store (and cargo would
+    see the crate under a second path). Refused, not resolved: the user picks the real place."""
+    for rel in crates:
+        parts = [] if rel == "." else rel.split("/")
+        for sub in [*("/".join(parts[:n]) for n in range(1, len(parts) + 1)), "/".join([*parts, "Cargo.toml"])]:
+            if os.path.islink(os.path.join(root, sub)):
+                raise WorkspaceError(
+                    f"{sub}: is a symlink (to {os.readlink(os.path.join(root, sub))}): the flake copies the link, which dangles in the "
+                    "Nix store; nixcrate refuses it rather than resolve it: move the real crate (or Cargo.toml) there instead of the link"
+                )
+
+
+def _patch_paths(top: dict[str, Any], root: Path, crates: set[str]) -> tuple[PurePosixPath, ...]:
+    """Relative dirs of [patch.*] and [replace] path entries inside the workspace that are not
+    crates already read (members and their path dependencies)."""
+    tables: list[Any] = list(top["patch"].values()) if isinstance(top.get("patch"), dict) else []
+    tables.append(top.get("replace"))
+    found: set[str] = set()
+    for table in tables:
+        if not isinstance(table, dict):
+            continue
+        for entry in table.values():
+            path = entry.get("path") if isinstance(entry, dict) else None
+            if not isinstance(path, str) or path.startswith("/"):
+                continue
+            rel = _join(".", path)
+            if not _outside(rel) and rel not in crates and (root / rel / "Cargo.toml").is_file():
+                found.add(rel)
+    return tuple(PurePosixPath(r) for r in sorted(found))

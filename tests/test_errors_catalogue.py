@@ -151,6 +151,7 @@ CASES: dict[str, Case] = {
     "no-lockfile": Case({"Cargo.lock": None}),
     "lockfile-invalid": Case({"Cargo.lock": "version = 3\n[[package]\n"}),
     "lockfile-malformed": Case({"Cargo.lock": 'version = 3\n[[package]]\nname = "api"\n'}),
+    "lockfile-empty": Case({"Cargo.lock": ""}),
     "lockfile-too-old": Case({"Cargo.lock": BASE["Cargo.lock"].replace("version = 3\n", "")}),
     "lockfile-version-unsupported": Case({"Cargo.lock": BASE["Cargo.lock"].replace("version = 3", "version = 9")}),
     "lockfile-stale-member": Case(
@@ -192,6 +193,9 @@ CASES: dict[str, Case] = {
     "config-unknown-key": Case({"nixcrate.toml": '[members.api]\nknd = "service"\n'}),
     "config-wrong-type": Case({"nixcrate.toml": "[members.api]\nkind = 3\n"}),
     "config-bad-value": Case({"nixcrate.toml": '[lambda]\nglibc = "two"\n'}),
+    "config-path-outside": Case({"nixcrate.toml": '[members.api]\nextra-src = ["/etc/passwd"]\n'}),
+    "config-path-missing": Case({"nixcrate.toml": '[members.api]\nextra-src = ["proto"]\n'}),
+    "member-symlink": Case({}),  # crates/common/Cargo.toml a symlink, made below
     "config-names-no-member": Case({"nixcrate.toml": '[members.apii]\nkind = "service"\n'}),
     "config-exclude-names-no-member": Case({"nixcrate.toml": 'exclude = ["apii"]\n'}),
     "kind-override-without-bin": Case({"nixcrate.toml": '[members.common]\nkind = "service"\n'}),
@@ -211,11 +215,13 @@ CASES: dict[str, Case] = {
     ),
     "generated-path-is-a-directory": Case({"nix/nixcrate/workspace.nix/keep": ""}),
     "read-only-directory": Case({}, runner="readonly"),
+    "file-system": Case({}),  # flake.nix a symlink loop, made below
     "usage": Case({}, args=("init", "--no-such-flag", "{root}")),
     "nix-not-installed": Case({}, args=("build", "--flake", "{root}"), env=(("PATH", "{root}/no-bin"),)),
     "nix-too-old": Case({}, args=("build", "--flake", "{root}"), runner="nix-old"),
     "flakes-disabled": Case({}, args=("build", "--flake", "{root}"), runner="nix-build", env=(("NIX_CONFIG", "experimental-features = nix-command\n"),)),
     "unknown-output": Case({}, args=("build", "--flake", "{root}", "apii"), runner="nix-build"),
+    "summary-file-directory-missing": Case({}, args=("build", "--flake", "{root}", "--summary-file", "{root}/missing/summary.md", "api"), runner="nix-build"),
     "build-failed": Case({}, args=("build", "--flake", "{root}", "broken"), runner="nix-build"),
     "interrupted": Case({}, args=("build", "--flake", "{root}", "slow"), runner="nix-interrupt"),
 }
@@ -311,6 +317,12 @@ def test_catalogued_error(ident: str, tmp_path: Path, request: pytest.FixtureReq
     if ident == "flake-out-of-date":
         assert run_cli(["init", str(root)], {})[0] == 0
         write(root, {**member("billing", bin_=True), "Cargo.lock": with_lock("billing")})
+    if ident == "file-system":
+        (root / "flake.nix").symlink_to("flake.nix")
+    if ident == "member-symlink":
+        (root / "common.toml").write_bytes((root / "crates/common/Cargo.toml").read_bytes())
+        (root / "crates/common/Cargo.toml").unlink()
+        (root / "crates/common/Cargo.toml").symlink_to("../../common.toml")
     env = {k: v.format(root=root) for k, v in case.env}
     if case.runner.startswith("nix"):
         if not HAVE_NIX:

@@ -121,7 +121,12 @@ def test_zigbuild_handler_passes_and_records_its_max_glibc(zips):
 
     run = CliRunner().invoke(lambda_group, ["verify", str(zips["good"]), "--glibc", GLIBC])
     assert run.exit_code == 0, run.output
-    assert run.stdout.strip() == f"{zips['good']}: ok (x86_64, max GLIBC_{result.max_glibc}, pin 2.26)"
+    assert run.stdout.splitlines() == [
+        f"{zips['good']}: ok (x86_64, max GLIBC_{result.max_glibc}, pin 2.26)",
+        f"{zips['good']}: runs on provided.al2023, provided.al2",
+        f"note: {lambda_pkg.AL2_NOTE}",
+    ]
+    assert result.runtimes == ("provided.al2023", "provided.al2")
     assert run.stderr == ""
 
 

@@ -474,3 +474,121 @@ def test_force_keeps_a_byte_exact_backup_of_a_non_utf8_generated_file(tmp_path: 
     write_files(root, files)
     assert CliRunner().invoke(cli, ["init", "--force", str(root)]).exit_code == 0
     assert (root / f"{DATA}.bak").read_bytes() == b"\xff\xfe{ }"
+
+
+# --------------------------------------------------------------------------- hostile file systems and zips
+
+
+@st.composite
+def hostile_fs(draw: st.DrawFn) -> tuple[WorkspaceSpec, str, str]:
+    """A workspace, one of its paths (a file or a directory above one) and what happens to it."""
+    spec = draw(workspaces())
+    files = render_workspace(spec)
+    paths = set(files) | {"nixcrate.toml", "flake.nix"}
+    paths |= {str(Path(p).parent) for p in files if str(Path(p).parent) != "."}
+    target = draw(st.sampled_from(sorted(paths)))
+    how = draw(st.sampled_from(["unreadable", "symlink-loop", "dangling-symlink", "symlink-out", "file-for-dir"]))
+    return spec, target, how
+
+
+@settings(max_examples=max(10, settings().max_examples // 5))
+@given(case=hostile_fs())
+def test_hostile_file_systems_never_give_a_traceback(case: tuple[WorkspaceSpec, str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Unreadable files and directories (as a non-root user: see test_hostile_fs.as_user),
+    symlink loops, dangling symlinks, symlinks out of the tree, a file where a directory was:
+    `init` succeeds or prints one catalogued line, exit 1."""
+    import sys  # noqa: PLC0415
+
+    from test_hostile_fs import REPO, as_user  # noqa: PLC0415
+
+    spec, target, how = case
+    base = tmp_path_factory.mktemp("hostile-fs")
+    root = base / "ws"
+    write_files(root, dict(render_workspace(spec)))
+    (base / "outside").write_text("outside\n")
+    path = root / target
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if how == "unreadable":
+        if not path.exists():
+            path.write_text("")
+        path.chmod(0)
+    else:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        if how == "symlink-loop":
+            path.symlink_to(path.name)
+        elif how == "dangling-symlink":
+            path.symlink_to(base / "nowhere")
+        elif how == "symlink-out":
+            path.symlink_to(base / "outside")
+        else:
+            path.write_text("a file where a directory was\n")
+    try:
+        proc = subprocess.run(
+            as_user([sys.executable, "-m", "nixcrate.cli", "init", str(root)]),
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+    finally:
+        if how == "unreadable":
+            path.chmod(0o755)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode in (0, 1), proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    if proc.returncode == 1:
+        assert len(errors) == 1, proc.stderr
+        assert_catalogued(errors[0].removeprefix("error: "))
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@st.composite
+def mangled_zips(draw: st.DrawFn) -> tuple[str, list[tuple[int, int]]]:
+    """What to mutate (the ELF inside the zip, or the zip's own bytes) and (offset, byte) pairs."""
+    layer = draw(st.sampled_from(["elf-header", "elf-anywhere", "zip"]))
+    top = 4096 if layer == "elf-header" else 1 << 30
+    return layer, draw(st.lists(st.tuples(st.integers(0, top), st.integers(0, 255)), min_size=1, max_size=8))
+
+
+@pytest.fixture(scope="module")
+def real_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real ELF executable to mangle: the interpreter running the tests (dynamically linked
+    against glibc, like a handler; test_hostile_elf mangles a real cargo-built handler)."""
+    import sys  # noqa: PLC0415
+
+    return Path(os.path.realpath(sys.executable)).read_bytes()[: 4 << 20]
+
+
+@settings(max_examples=max(20, settings().max_examples // 3), suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=mangled_zips())
+def test_mangled_bootstrap_zips_never_give_a_traceback(case: tuple[str, list[tuple[int, int]]], real_bootstrap: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
+    import zipfile  # noqa: PLC0415
+
+    layer, mutations = case
+    base = tmp_path_factory.mktemp("zips")
+    elf = bytearray(real_bootstrap)
+    if layer != "zip":
+        for offset, byte in mutations:
+            elf[offset % len(elf)] = byte
+    info = zipfile.ZipInfo("bootstrap")
+    info.create_system = 3
+    info.external_attr = 0o100755 << 16
+    zip_path = base / "bootstrap.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(info, bytes(elf))
+    if layer == "zip":
+        raw = bytearray(zip_path.read_bytes())
+        for offset, byte in mutations:
+            raw[offset % len(raw)] = byte
+        zip_path.write_bytes(bytes(raw))
+    result = CliRunner().invoke(cli, ["lambda", "verify", str(zip_path)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code in (0, 1), result.output
+    for line in result.stderr.splitlines():
+        assert line.startswith((f"error: {zip_path}", f"{zip_path}: ")), result.stderr
+    shutil.rmtree(base, ignore_errors=True)
