@@ -440,6 +440,7 @@ def build_context(
         "crates": _crates_data(ws, config, classified),
         "closures": closures,
         "cargoConfigs": [p.as_posix() for p in ws.cargo_configs],
+        "patchPaths": [p.as_posix() for p in ws.patch_paths],
         "nextestConfig": ws.nextest_config.as_posix() if ws.nextest_config else None,
         "gitHashes": dict(git_deps.status(ws.lock, config.git_hashes).hashes),
         "toolchain": toolchain,

@@ -226,3 +226,26 @@ def test_a_hand_written_flake_wires_in_the_printed_lines_and_builds_both(tmp_pat
     (ws / "flake.nix").write_text(wired)
     results = build(ws, "openapi-spec", "api")
     assert third_party(results["api"]) == []
+
+
+def test_a_crate_patched_in_from_the_tree_is_in_every_source(tmp_path: Path) -> None:
+    """`[patch.crates-io] memchr = { path = "patched/memchr" }`: cargo reads that directory for
+    every package, so every source carries it (before, the build failed reading its manifest)."""
+    ws = copy_workspace(EXAMPLE, tmp_path / "patched")
+    shutil.rmtree(ws / "nix")
+    (ws / "flake.nix").unlink()
+    shutil.copytree(REGISTRY / "memchr-2.5.0", ws / "patched" / "memchr", ignore=shutil.ignore_patterns(".cargo-checksum.json"))
+    cargo = ws / "Cargo.toml"
+    cargo.write_text(cargo.read_text() + '\n[patch.crates-io]\nmemchr = { path = "patched/memchr" }\n')
+    home = tmp_path / "cargo-home"
+    home.mkdir()
+    (home / "config.toml").write_text(f'[source.crates-io]\nreplace-with = "debian"\n[source.debian]\ndirectory = "{REGISTRY}"\n')
+    subprocess.run(
+        ["cargo", "metadata", "--offline", "--format-version", "1"], cwd=ws, env={**os.environ, "CARGO_HOME": str(home)},
+        capture_output=True, check=True,
+    )  # fmt: skip
+    assert 'name = "memchr"\nversion = "2.5.0"\n' in (ws / "Cargo.lock").read_text()  # now a path package: no source
+    result = CliRunner().invoke(cli, ["init", str(ws)])
+    assert result.exit_code == 0, result.output
+    results = build(ws, "worker")  # worker uses memchr
+    assert third_party(results["worker"]) == []

@@ -108,6 +108,7 @@ let
     ]
     ++ map (c: inCrate c "Cargo.toml") (lib.attrValues ws.crates)
     ++ map at ws.cargoConfigs
+    ++ map (p: at "${p}/Cargo.toml") ws.patchPaths
   );
 
   # A crate's directory, minus the crates nested inside it.
@@ -139,7 +140,8 @@ let
       }
     );
 
-  # A source holding the manifests plus the given crates and files, nothing else.
+  # A source holding the manifests plus the given crates and files, nothing else. Crates the
+  # workspace patches in ([patch], [replace]) go into every source: any package may compile them.
   sourceOf =
     {
       crates,
@@ -147,7 +149,9 @@ let
     }:
     lib.fileset.toSource {
       root = src;
-      fileset = lib.fileset.unions ([ manifests ] ++ map crateFiles crates ++ map at extra);
+      fileset = lib.fileset.unions (
+        [ manifests ] ++ map crateFiles crates ++ map at (extra ++ ws.patchPaths)
+      );
     };
 
   # Cargo loads every member's manifest, and a manifest whose targets are found by convention
@@ -202,11 +206,11 @@ let
     let
       words = lib.splitString " " dep;
     in
-    if lib.length words == 2 && localVersions ? ${lib.head words} then "${lib.head words} 0.0.0" else dep;
+    if lib.length words == 2 && ws.crates ? ${lib.head words} then "${lib.head words} 0.0.0" else dep;
   zeroPackage =
     p:
     p
-    // lib.optionalAttrs (!(p ? source)) { version = "0.0.0"; }
+    // lib.optionalAttrs (!(p ? source) && ws.crates ? ${p.name}) { version = "0.0.0"; }
     // lib.optionalAttrs (p ? dependencies) { dependencies = map zeroDependency p.dependencies; };
   normalisedLock = lockFile // {
     package = map zeroPackage lockFile.package;
@@ -243,14 +247,27 @@ let
     || (n == 4 && e 0 == "workspace" && e 1 == "dependencies" && isLocalKey (e 2) && e 3 == "version")
     || (n == 5 && e 0 == "target" && isDependencyTable (e 2) && isLocalKey (e 3) && e 4 == "version");
 
+  # Crates patched in from the tree are dependencies like any other: the closures compile them
+  # from their real sources, at the path the packages have them.
+  patchedSrc = lib.fileset.toSource {
+    root = src;
+    fileset = lib.fileset.unions (map at ws.patchPaths);
+  };
+
   closureSrc = craneLib.mkDummySrc {
-    # Without the real lock: mkDummySrc would copy it before putting the normalised one over it.
+    # Without the real lock (mkDummySrc would copy it before putting the normalised one over
+    # it) and without the patched crates, which are copied in whole below.
     src = lib.fileset.toSource {
       root = src;
-      fileset = lib.fileset.difference manifests (at "Cargo.lock");
+      fileset = lib.fileset.difference manifests (
+        lib.fileset.unions ([ (at "Cargo.lock") ] ++ map at ws.patchPaths)
+      );
     };
     cargoLock = craneLib.writeTOML "Cargo.lock" normalisedLock;
     cleanCargoTomlFilter = path: craneLib.filters.cargoTomlDefault path && !(isWorkspaceVersion path);
+    extraDummyScript = lib.optionalString (ws.patchPaths != [ ]) ''
+      cp -r --no-preserve=mode ${patchedSrc}/. $out/
+    '';
   };
 
   # One vendor directory for every derivation: the same store path in the closures and in the
