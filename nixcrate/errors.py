@@ -166,4 +166,4 @@ def from_os_error(exc: OSError, cwd: str | None = None, display: str | None = No
         if Path(where).is_relative_to(here) and Path(where).is_absolute():
             where = str(Path(where).relative_to(here))
     what = exc.strerror or name or "error"
-    return FileSystemError(f"{where}: {what.lower()}: {fix}")
+    return FileSystemError(f"{where}: the file system says '{what.lower()}': {fix}")
