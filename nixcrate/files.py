@@ -67,7 +67,7 @@ class Action(enum.Enum):
     IDENTICAL = "identical"
     UPDATE = "update"
     REPLACE_EDITED = "replace edited (backup kept)"
-    MIGRATE = "replaced by a starter (old file kept as .bak)"
+    MIGRATE = "migrate"  # a flake.nix an earlier nixcrate generated: kept as .bak, a starter written
 
 
 @dataclass(frozen=True, slots=True)
