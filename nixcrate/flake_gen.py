@@ -77,6 +77,19 @@ def to_nix(value: object, indent: int = 0, *, inline: bool = True, lead: int | N
     attribute, and a long list of short items is packed into lines of WIDTH columns.
     inline=False: a list of several items takes one line each, as nixfmt lays it out.
     lead: the columns its line already holds before it (`  name = `); default: indent."""
+    used = indent if lead is None else lead
+    if isinstance(value, (list, tuple)):
+        return _nix_list([to_nix(v, indent + 2, inline=inline) for v in value], indent, used, inline=inline)
+    if isinstance(value, dict):
+        pairs = [
+            (name, to_nix(v, indent + 2, inline=inline, lead=indent + 2 + len(name) + 3))
+            for name, v in ((nix_attr(k), v) for k, v in value.items())
+        ]
+        return _nix_attrs(pairs, indent, used, inline=inline)
+    return _nix_scalar(value)
+
+
+def _nix_scalar(value: object) -> str:
     if isinstance(value, Expr):
         return str(value)
     if isinstance(value, str):
@@ -87,36 +100,39 @@ def to_nix(value: object, indent: int = 0, *, inline: bool = True, lead: int | N
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    pad = " " * indent
-    used = indent if lead is None else lead
-    if isinstance(value, (list, tuple)):
-        items = [to_nix(v, indent + 2, inline=inline) for v in value]
-        if not items:
-            return "[ ]"
-        one_line = f"[ {' '.join(items)} ]"
-        if (inline or len(items) == 1) and used + len(one_line) + 1 <= WIDTH and "\n" not in one_line:
-            return one_line
-        if not inline or any("\n" in i for i in items):
-            return "[\n" + "".join(f"{pad}  {i}\n" for i in items) + f"{pad}]"
-        lines: list[str] = []
-        for item in items:
-            if lines and indent + 2 + len(lines[-1]) + 1 + len(item) <= WIDTH:
-                lines[-1] += " " + item
-            else:
-                lines.append(item)
-        return "[\n" + "".join(f"{pad}  {line}\n" for line in lines) + f"{pad}]"
-    if isinstance(value, dict):
-        if not value:
-            return "{ }"
-        pairs = [
-            (name, to_nix(v, indent + 2, inline=inline, lead=indent + 2 + len(name) + 3))
-            for name, v in ((nix_attr(k), v) for k, v in value.items())
-        ]
-        one_line = "{ " + " ".join(f"{k} = {v};" for k, v in pairs) + " }"
-        if inline and used + len(one_line) + 1 <= WIDTH and "\n" not in one_line:
-            return one_line
-        return "{\n" + "".join(f"{pad}  {k} = {v};\n" for k, v in pairs) + f"{pad}}}"
     raise TypeError(f"no Nix form for {value!r}")
+
+
+def _fits(text: str, used: int) -> bool:
+    return used + len(text) + 1 <= WIDTH and "\n" not in text
+
+
+def _nix_list(items: list[str], indent: int, used: int, *, inline: bool) -> str:
+    if not items:
+        return "[ ]"
+    pad = " " * indent
+    one_line = f"[ {' '.join(items)} ]"
+    if (inline or len(items) == 1) and _fits(one_line, used):
+        return one_line
+    if not inline or any("\n" in i for i in items):
+        return "[\n" + "".join(f"{pad}  {i}\n" for i in items) + f"{pad}]"
+    lines: list[str] = []
+    for item in items:
+        if lines and indent + 2 + len(lines[-1]) + 1 + len(item) <= WIDTH:
+            lines[-1] += " " + item
+        else:
+            lines.append(item)
+    return "[\n" + "".join(f"{pad}  {line}\n" for line in lines) + f"{pad}]"
+
+
+def _nix_attrs(pairs: list[tuple[str, str]], indent: int, used: int, *, inline: bool) -> str:
+    if not pairs:
+        return "{ }"
+    pad = " " * indent
+    one_line = "{ " + " ".join(f"{k} = {v};" for k, v in pairs) + " }"
+    if inline and _fits(one_line, used):
+        return one_line
+    return "{\n" + "".join(f"{pad}  {k} = {v};\n" for k, v in pairs) + f"{pad}}}"
 
 
 # --------------------------------------------------------------------------- context
@@ -255,6 +271,29 @@ def _nested(crate: Crate, paths: list[str]) -> list[str]:
     return [p for p in paths if p.startswith(root + "/")]
 
 
+def _member_entry(crate: Crate, kind: MemberKind, config: Config, classified: Classified) -> dict[str, object]:
+    """What nixcrate.toml and the classification say of a member, for its crate entry."""
+    member = config.member(crate.name)
+    entry: dict[str, object] = {"kind": kind.value}
+    if crate.name in classified.standalone:
+        entry["package"] = True
+    if crate.name in classified.unpackaged:
+        entry["leftOut"] = True  # the build machine cannot build it: no package, no checks
+    if kind is not MemberKind.LIBRARY:
+        entry["bins"] = [b.name for b in crate.bins]
+    if member.features:
+        entry["features"] = list(member.features)
+    if member.cargo_extra_args:
+        entry["cargoExtraArgs"] = member.cargo_extra_args
+    if member.extra_src:
+        entry["extraSrc"] = [p.strip("/") for p in member.extra_src]
+    if kind is MemberKind.LAMBDA:
+        entry["arch"] = member.arch
+        if member.include:
+            entry["include"] = [p.strip("/") for p in member.include]
+    return entry
+
+
 def _crates_data(ws: Workspace, config: Config, classified: Classified) -> dict[str, object]:
     graph = closure_mod.graph_for(ws)
     paths = sorted(c.path.as_posix() for c in ws.crates)
@@ -265,24 +304,7 @@ def _crates_data(ws: Workspace, config: Config, classified: Classified) -> dict[
         entry: dict[str, object] = {"path": crate.path.as_posix()}
         kind = kinds.get(crate.name)
         if kind is not None:
-            member = config.member(crate.name)
-            entry["kind"] = kind.value
-            if crate.name in classified.standalone:
-                entry["package"] = True
-            if crate.name in classified.unpackaged:
-                entry["leftOut"] = True  # the build machine cannot build it: no package, no checks
-            if kind is not MemberKind.LIBRARY:
-                entry["bins"] = [b.name for b in crate.bins]
-            if member.features:
-                entry["features"] = list(member.features)
-            if member.cargo_extra_args:
-                entry["cargoExtraArgs"] = member.cargo_extra_args
-            if member.extra_src:
-                entry["extraSrc"] = [p.strip("/") for p in member.extra_src]
-            if kind is MemberKind.LAMBDA:
-                entry["arch"] = member.arch
-                if member.include:
-                    entry["include"] = [p.strip("/") for p in member.include]
+            entry |= _member_entry(crate, kind, config, classified)
         if normal:
             entry["deps"] = list(normal)
         if dev:
@@ -544,7 +566,7 @@ def library_files() -> dict[str, str]:
 
 def wiring_lines(context: FlakeContext) -> tuple[str, ...]:
     """What a hand-written flake.nix needs to call nixcrate's library (printed by init)."""
-    extra = ' rust-overlay = inputs.rust-overlay;' if context.toolchain_file else ""
+    extra = " rust-overlay = inputs.rust-overlay;" if context.toolchain_file else ""
     return (
         'inputs.crane.url = "github:ipetkov/crane";'
         + (' inputs.rust-overlay = { url = "github:oxalica/rust-overlay"; inputs.nixpkgs.follows = "nixpkgs"; };' if extra else ""),

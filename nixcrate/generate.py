@@ -81,7 +81,7 @@ def run_init(root: Path, *, check: bool = False, force: bool = False) -> InitRes
         *ws.warnings,
         *(m for c in closures for m in c.native_unknown),
         *(git_deps.missing_warning(src) for src in hashes.missing),
-        *(f"nixcrate.toml: [git-hashes] \"{key}\" names no git source of Cargo.lock: remove it" for key in hashes.stale),
+        *(f'nixcrate.toml: [git-hashes] "{key}" names no git source of Cargo.lock: remove it' for key in hashes.stale),
     ]
     if check:  # the same warnings as a write: --strict fails on them either way
         stale = [rel for rel, text in texts.items() if _read_lenient(root / rel) != text]
