@@ -94,6 +94,25 @@ def seed_shaped(root: Path) -> Path:
             f'[lib]\ncrate-type = ["cdylib"]\n\n[dependencies]\n{dep}\n'
         )
         (crate / "src" / "lib.rs").write_text(code)
+    # target declarations nixcrate must read as cargo does: a [lib] named but not placed, a
+    # proc-macro, and a bin whose explicit path is src/bin/probe.rs (no second bin `probe`:
+    # it would clash with multi's, deploy-lambda-probe)
+    for rel, text in {
+        "crates/errs/Cargo.toml": '[package]\nname = "errs"\nversion.workspace = true\nedition.workspace = true\n\n[lib]\nname = "error_codes"\n',
+        "crates/errs/src/lib.rs": "pub const NOT_FOUND: u16 = 404;\n",
+        "crates/derive/Cargo.toml": '[package]\nname = "derive"\nversion.workspace = true\nedition.workspace = true\n\n[lib]\nproc-macro = true\n',
+        "crates/derive/src/lib.rs": 'use proc_macro::TokenStream;\n#[proc_macro]\npub fn answer(_: TokenStream) -> TokenStream { "42u32".parse().unwrap() }\n',
+        "lambdas/prober/Cargo.toml": (
+            '[package]\nname = "prober"\nversion.workspace = true\nedition.workspace = true\n\n'
+            '[[bin]]\nname = "probe-handler"\npath = "src/bin/probe.rs"\n\n'
+            '[dependencies]\nerrs = { path = "../../crates/errs" }\nderive = { path = "../../crates/derive" }\n'
+        ),
+        "lambdas/prober/src/bin/probe.rs": 'fn main() {\n    println!("{} {}", error_codes::NOT_FOUND, derive::answer!());\n}\n',
+        # a --cfg every crate is built with, from the workspace's cargo config
+        ".cargo/config.toml": '[build]\nrustflags = ["--cfg", "nixcrate_ci"]\n',
+    }.items():
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ws / rel).write_text(text)
     # Cargo.lock gains the new members and their crates, from Debian's registry (offline)
     home = root.parent / "cargo-home"
     home.mkdir(exist_ok=True)
@@ -103,7 +122,11 @@ def seed_shaped(root: Path) -> Path:
         capture_output=True, check=True,
     )  # fmt: skip
     toml = ws / "nixcrate.toml"
-    toml.write_text(toml.read_text() + '\n[members.multi]\nkind = "lambda"\ninclude = ["lambdas/multi/assets/config.json"]\n')
+    toml.write_text(
+        toml.read_text()
+        + '\n[members.multi]\nkind = "lambda"\ninclude = ["lambdas/multi/assets/config.json"]\n'
+        + '\n[members.prober]\nkind = "lambda"\n'
+    )
     result = CliRunner().invoke(cli, ["init", str(ws)])
     assert result.exit_code == 0, result.output
     for name in ("web", "py-ext"):
@@ -127,11 +150,13 @@ def third_party(result: dict[str, object]) -> list[str]:
     return list(compiled.get("third_party", []))
 
 
-CHECKS = [f"checks.x86_64-linux.{k}-{m}" for k in ("clippy", "test") for m in ("api", "common", "ingest", "multi", "report-export", "worker")]
+MEMBERS = ("api", "common", "derive", "errs", "ingest", "multi", "prober", "report-export", "worker")
+CHECKS = [f"checks.x86_64-linux.{k}-{m}" for k in ("clippy", "test") for m in MEMBERS]
 PACKAGES = ["deployCargoArtifacts", "lambdaDeployCargoArtifacts", "api", "worker", "deploy-lambda-ingest",
-            "deploy-lambda-report-export", "deploy-lambda-thumbnail", "deploy-lambda-probe"]  # fmt: skip
+            "deploy-lambda-report-export", "deploy-lambda-thumbnail", "deploy-lambda-probe",
+            "deploy-lambda-probe-handler"]  # fmt: skip
 # What compiles in each handler zip: the crate build the zip packages.
-CRATE_BUILDS = ["deploy-lambda-ingest.crateBuild", "deploy-lambda-report-export.crateBuild", "deploy-lambda-probe.crateBuild"]
+CRATE_BUILDS = [f"deploy-lambda-{b}.crateBuild" for b in ("ingest", "report-export", "probe", "probe-handler")]
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +173,17 @@ def test_every_output_builds_and_no_package_compiles_a_third_party_crate(built: 
         else:
             assert third_party(result) == [], attr
     print("\nthird-party crates compiled by each non-closure build: 0 of", len(results) - 2)
+
+
+def test_targets_are_read_as_cargo_reads_them(built: tuple[Path, dict[str, dict[str, object]]], tmp_path: Path) -> None:
+    """A [lib] named error_codes without a path and a proc-macro compile into the handler whose
+    only bin is `probe-handler` at src/bin/probe.rs (and no phantom `probe` bin came of it)."""
+    _, results = built
+    with zipfile.ZipFile(Path(str(results["deploy-lambda-probe-handler"]["out"])) / "bootstrap.zip") as archive:
+        archive.extract("bootstrap", tmp_path)
+    boot = tmp_path / "bootstrap"
+    boot.chmod(0o755)
+    assert subprocess.run([str(boot)], capture_output=True, text=True, check=True).stdout == "404 42\n"
 
 
 def test_a_handler_crate_compiles_once_for_all_its_handlers(built: tuple[Path, dict[str, dict[str, object]]], tmp_path: Path) -> None:
