@@ -317,6 +317,13 @@ def _crates_data(ws: Workspace, config: Config, classified: Classified) -> dict[
     return data
 
 
+def _renamed_in_tree(ws: Workspace) -> list[str]:
+    """Dependency keys that name an in-tree crate under another name (`codes = { package =
+    "errs", path = ... }`): the closures drop their version requirements too."""
+    names = {c.name for c in ws.crates}
+    return sorted({d.key for c in ws.crates for d in c.deps if d.key and (d.path is not None or d.name in names) and d.key not in names})
+
+
 def _native(closure: closure_mod.Closure, ws: Workspace, config: Config, *, lambda_closure: bool) -> native.NativeRequirements:
     """The native inputs of the crates in this closure only (a handler never gets a service's)."""
     return native.requirements_for(
@@ -463,6 +470,7 @@ def build_context(
         "closures": closures,
         "cargoConfigs": [p.as_posix() for p in ws.cargo_configs],
         "patchPaths": [p.as_posix() for p in ws.patch_paths],
+        "renamedDependencies": _renamed_in_tree(ws),
         "nextestConfig": ws.nextest_config.as_posix() if ws.nextest_config else None,
         "gitHashes": dict(git_deps.status(ws.lock, config.git_hashes).hashes),
         "toolchain": toolchain,

@@ -105,9 +105,11 @@ def seed_shaped(root: Path) -> Path:
         "lambdas/prober/Cargo.toml": (
             '[package]\nname = "prober"\nversion.workspace = true\nedition.workspace = true\n\n'
             '[[bin]]\nname = "probe-handler"\npath = "src/bin/probe.rs"\n\n'
-            '[dependencies]\nerrs = { path = "../../crates/errs" }\nderive = { path = "../../crates/derive" }\n'
+            # renamed, with a version requirement: the closures drop it with the versions
+            '[dependencies]\ncodes = { package = "errs", path = "../../crates/errs", version = "0.3.1" }\n'
+            'derive = { path = "../../crates/derive" }\n'
         ),
-        "lambdas/prober/src/bin/probe.rs": 'fn main() {\n    println!("{} {}", error_codes::NOT_FOUND, derive::answer!());\n}\n',
+        "lambdas/prober/src/bin/probe.rs": 'fn main() {\n    println!("{} {}", codes::NOT_FOUND, derive::answer!());\n}\n',
         # a --cfg every crate is built with, from the workspace's cargo config
         ".cargo/config.toml": '[build]\nrustflags = ["--cfg", "nixcrate_ci"]\n',
     }.items():
@@ -213,6 +215,8 @@ def test_a_release_bump_leaves_both_closures_and_recompiles_no_dependency(
     shutil.copytree(ws, bumped)
     cargo = bumped / "Cargo.toml"
     cargo.write_text(cargo.read_text().replace('version = "0.3.1"', 'version = "0.4.0"', 1))
+    prober = bumped / "lambdas" / "prober" / "Cargo.toml"  # its requirement on errs follows the release
+    prober.write_text(prober.read_text().replace('version = "0.3.1"', 'version = "0.4.0"'))
     lock = bumped / "Cargo.lock"
     blocks = lock.read_text().split("\n\n")
     lock.write_text("\n\n".join(b.replace('version = "0.3.1"', 'version = "0.4.0"') if "source =" not in b else b for b in blocks))

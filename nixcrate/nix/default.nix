@@ -225,7 +225,7 @@ let
       "dev_dependencies"
       "build_dependencies"
     ];
-  isLocalKey = k: ws.crates ? ${k};
+  isLocalKey = k: ws.crates ? ${k} || lib.elem k ws.renamedDependencies;
   # A TOML key path (as crane's cleanCargoToml filters pass it) holding a workspace version:
   # the package's own, the workspace's, or a version requirement on a workspace crate.
   isWorkspaceVersion =
