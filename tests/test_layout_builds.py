@@ -137,7 +137,8 @@ def seed_shaped(root: Path) -> Path:
 
 
 def build(ws: Path, *attrs: str) -> dict[str, dict[str, object]]:
-    env = {**os.environ, "NIX_CONFIG": "experimental-features = nix-command flakes"}
+    # scripts/test's NIX_CONFIG (build-users-group: Debian's nix-bin creates no nixbld group)
+    env = {**os.environ, "NIX_CONFIG": os.environ.get("NIX_CONFIG", "") + "\nexperimental-features = nix-command flakes"}
     proc = subprocess.run([str(CRANE_BUILD), "--json", str(ws), *attrs], capture_output=True, text=True, check=False, env=env)
     assert proc.stdout, proc.stderr[-3000:]
     results: dict[str, dict[str, object]] = json.loads(proc.stdout)["results"]
