@@ -20,22 +20,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLE, REPO, copy_workspace
+from conftest import EXAMPLE, copy_workspace
+from crane_build import REGISTRY, Result, crane_build_missing
+from crane_build import build as crane_build
 
 from nixcrate.cli import cli
 
-CRANE_BUILD = REPO.parent / "shared" / "crane-build" / "build"
-
-
-REGISTRY = Path("/usr/share/cargo/registry")
-
 
 def _missing() -> str | None:
-    if not CRANE_BUILD.is_file():
-        return f"{CRANE_BUILD} is missing (CI lays ../shared beside the checkout)"
-    for tool in ("nix", "rsync", "cargo-zigbuild", "cargo"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (scripts/test installs it)"
+    if why := crane_build_missing(EXAMPLE):
+        return why
+    if shutil.which("cargo") is None:
+        return "cargo is not installed (it writes the test workspaces' Cargo.lock)"
     for crate in ("wasm-bindgen-0.2.83", "pyo3-0.17.3"):
         if not (REGISTRY / crate).is_dir():
             return f"{REGISTRY / crate} is missing (scripts/test installs librust-wasm-bindgen-dev, librust-pyo3-dev)"
@@ -64,6 +60,18 @@ fn main() {
     println!("{}", common::render(&serde_json::json!({ "NAME": parsed })).unwrap());
 }
 """
+
+
+def update_lock(ws: Path) -> None:
+    """Cargo.lock gains the workspace's new members and their crates, resolved by real cargo
+    offline against Debian's registry (as crates.io is out of reach)."""
+    home = ws.parent / f"{ws.name}-cargo-home"
+    home.mkdir(exist_ok=True)
+    (home / "config.toml").write_text(f'[source.crates-io]\nreplace-with = "debian"\n[source.debian]\ndirectory = "{REGISTRY}"\n')
+    subprocess.run(
+        ["cargo", "metadata", "--offline", "--format-version", "1"], cwd=ws, env={**os.environ, "CARGO_HOME": str(home)},
+        capture_output=True, check=True,
+    )  # fmt: skip
 
 
 def seed_shaped(root: Path) -> Path:
@@ -115,14 +123,7 @@ def seed_shaped(root: Path) -> Path:
     }.items():
         (ws / rel).parent.mkdir(parents=True, exist_ok=True)
         (ws / rel).write_text(text)
-    # Cargo.lock gains the new members and their crates, from Debian's registry (offline)
-    home = root.parent / "cargo-home"
-    home.mkdir(exist_ok=True)
-    (home / "config.toml").write_text(f'[source.crates-io]\nreplace-with = "debian"\n[source.debian]\ndirectory = "{REGISTRY}"\n')
-    subprocess.run(
-        ["cargo", "metadata", "--offline", "--format-version", "1"], cwd=ws, env={**os.environ, "CARGO_HOME": str(home)},
-        capture_output=True, check=True,
-    )  # fmt: skip
+    update_lock(ws)
     toml = ws / "nixcrate.toml"
     toml.write_text(
         toml.read_text()
@@ -136,21 +137,12 @@ def seed_shaped(root: Path) -> Path:
     return ws
 
 
-def build(ws: Path, *attrs: str) -> dict[str, dict[str, object]]:
-    # scripts/test's NIX_CONFIG (build-users-group: Debian's nix-bin creates no nixbld group)
-    env = {**os.environ, "NIX_CONFIG": os.environ.get("NIX_CONFIG", "") + "\nexperimental-features = nix-command flakes"}
-    proc = subprocess.run([str(CRANE_BUILD), "--json", str(ws), *attrs], capture_output=True, text=True, check=False, env=env)
-    assert proc.stdout, proc.stderr[-3000:]
-    results: dict[str, dict[str, object]] = json.loads(proc.stdout)["results"]
-    failed = {a: r.get("error_tail") for a, r in results.items() if not r["ok"]}
+def build(ws: Path, *attrs: str) -> dict[str, Result]:
+    """crane-build of these attributes, every one of which must build."""
+    results = crane_build(ws, list(attrs))
+    failed = {a: r.error_tail for a, r in results.items() if not r.ok}
     assert not failed, json.dumps(failed, indent=1)[-4000:]
     return results
-
-
-def third_party(result: dict[str, object]) -> list[str]:
-    compiled = result["compiled"]
-    assert isinstance(compiled, dict)
-    return list(compiled.get("third_party", []))
 
 
 MEMBERS = ("api", "common", "derive", "errs", "ingest", "multi", "prober", "report-export", "worker")
@@ -163,38 +155,38 @@ CRATE_BUILDS = [f"deploy-lambda-{b}.crateBuild" for b in ("ingest", "report-expo
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, object]]]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Result]]:
     ws = seed_shaped(tmp_path_factory.mktemp("seed") / "cloud-storage")
     return ws, build(ws, *PACKAGES, *CRATE_BUILDS, *CHECKS, "checks.x86_64-linux.lambda-verify-probe")
 
 
-def test_every_output_builds_and_no_package_compiles_a_third_party_crate(built: tuple[Path, dict[str, dict[str, object]]]) -> None:
+def test_every_output_builds_and_no_package_compiles_a_third_party_crate(built: tuple[Path, dict[str, Result]]) -> None:
     _, results = built
     for attr, result in results.items():
         if attr.endswith("CargoArtifacts"):
-            assert third_party(result), attr  # the closures compile them, once
+            assert result.third_party, attr  # the closures compile them, once
         else:
-            assert third_party(result) == [], attr
+            assert result.third_party == (), attr
     print("\nthird-party crates compiled by each non-closure build: 0 of", len(results) - 2)
 
 
-def test_targets_are_read_as_cargo_reads_them(built: tuple[Path, dict[str, dict[str, object]]], tmp_path: Path) -> None:
+def test_targets_are_read_as_cargo_reads_them(built: tuple[Path, dict[str, Result]], tmp_path: Path) -> None:
     """A [lib] named error_codes without a path and a proc-macro compile into the handler whose
     only bin is `probe-handler` at src/bin/probe.rs (and no phantom `probe` bin came of it)."""
     _, results = built
-    with zipfile.ZipFile(Path(str(results["deploy-lambda-probe-handler"]["out"])) / "bootstrap.zip") as archive:
+    with zipfile.ZipFile(Path(str(results["deploy-lambda-probe-handler"].out)) / "bootstrap.zip") as archive:
         archive.extract("bootstrap", tmp_path)
     boot = tmp_path / "bootstrap"
     boot.chmod(0o755)
     assert subprocess.run([str(boot)], capture_output=True, text=True, check=True).stdout == "404 42\n"
 
 
-def test_a_handler_crate_compiles_once_for_all_its_handlers(built: tuple[Path, dict[str, dict[str, object]]], tmp_path: Path) -> None:
+def test_a_handler_crate_compiles_once_for_all_its_handlers(built: tuple[Path, dict[str, Result]], tmp_path: Path) -> None:
     ws, results = built
     both = build(ws, "deploy-lambda-thumbnail.crateBuild", "deploy-lambda-probe.crateBuild")
-    assert both["deploy-lambda-thumbnail.crateBuild"]["drv"] == both["deploy-lambda-probe.crateBuild"]["drv"]
+    assert both["deploy-lambda-thumbnail.crateBuild"].drv == both["deploy-lambda-probe.crateBuild"].drv
     for name in ("thumbnail", "probe"):
-        zip_path = Path(str(results[f"deploy-lambda-{name}"]["out"])) / "bootstrap.zip"
+        zip_path = Path(str(results[f"deploy-lambda-{name}"].out)) / "bootstrap.zip"
         with zipfile.ZipFile(zip_path) as archive:
             assert sorted(archive.namelist()) == ["bootstrap", "lambdas/multi/assets/config.json"]
             mode = archive.getinfo("bootstrap").external_attr >> 16
@@ -209,7 +201,7 @@ def test_a_handler_crate_compiles_once_for_all_its_handlers(built: tuple[Path, d
 
 
 def test_a_release_bump_leaves_both_closures_and_recompiles_no_dependency(
-    built: tuple[Path, dict[str, dict[str, object]]], tmp_path: Path
+    built: tuple[Path, dict[str, Result]], tmp_path: Path
 ) -> None:
     ws, before = built
     bumped = tmp_path / "cloud-storage"
@@ -224,10 +216,10 @@ def test_a_release_bump_leaves_both_closures_and_recompiles_no_dependency(
     assert CliRunner().invoke(cli, ["init", str(bumped)]).exit_code == 0
     after = build(bumped, "deployCargoArtifacts", "lambdaDeployCargoArtifacts", "api", "deploy-lambda-probe.crateBuild")
     for closure in ("deployCargoArtifacts", "lambdaDeployCargoArtifacts"):
-        assert after[closure]["drv"] == before[closure]["drv"], closure
-    assert after["api"]["drv"] != before["api"]["drv"]  # the package does see the new version
+        assert after[closure].drv == before[closure].drv, closure
+    assert after["api"].drv != before["api"].drv  # the package does see the new version
     for attr in ("api", "deploy-lambda-probe.crateBuild"):
-        assert third_party(after[attr]) == [], attr
+        assert after[attr].third_party == (), attr
 
 
 HAND_WRITTEN = """\
@@ -266,7 +258,7 @@ def test_a_hand_written_flake_wires_in_the_printed_lines_and_builds_both(tmp_pat
     ).replace('openapi-spec = pkgs.writeText "openapi.json" "{}";', 'openapi-spec = pkgs.writeText "openapi.json" "{}";\n      } // nixcrate.packages // {')
     (ws / "flake.nix").write_text(wired)
     results = build(ws, "openapi-spec", "api")
-    assert third_party(results["api"]) == []
+    assert results["api"].third_party == ()
 
 
 def test_a_crate_patched_in_from_the_tree_is_in_every_source(tmp_path: Path) -> None:
@@ -278,15 +270,9 @@ def test_a_crate_patched_in_from_the_tree_is_in_every_source(tmp_path: Path) -> 
     shutil.copytree(REGISTRY / "memchr-2.5.0", ws / "patched" / "memchr", ignore=shutil.ignore_patterns(".cargo-checksum.json"))
     cargo = ws / "Cargo.toml"
     cargo.write_text(cargo.read_text() + '\n[patch.crates-io]\nmemchr = { path = "patched/memchr" }\n')
-    home = tmp_path / "cargo-home"
-    home.mkdir()
-    (home / "config.toml").write_text(f'[source.crates-io]\nreplace-with = "debian"\n[source.debian]\ndirectory = "{REGISTRY}"\n')
-    subprocess.run(
-        ["cargo", "metadata", "--offline", "--format-version", "1"], cwd=ws, env={**os.environ, "CARGO_HOME": str(home)},
-        capture_output=True, check=True,
-    )  # fmt: skip
+    update_lock(ws)
     assert 'name = "memchr"\nversion = "2.5.0"\n' in (ws / "Cargo.lock").read_text()  # now a path package: no source
     result = CliRunner().invoke(cli, ["init", str(ws)])
     assert result.exit_code == 0, result.output
     results = build(ws, "worker")  # worker uses memchr
-    assert third_party(results["worker"]) == []
+    assert results["worker"].third_party == ()
