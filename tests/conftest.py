@@ -120,9 +120,7 @@ def example(tmp_path: Path) -> Path:
 def handler_build_drv(zip_drv: str) -> str:
     """The derivation that compiles a handler crate, from its `deploy-lambda-<bin>` zip's .drv
     (the zip packages a binary of that build: see nixcrate/nix/default.nix, mkLambdaZip)."""
-    out = subprocess.run(["nix", "show-derivation", zip_drv], capture_output=True, text=True, check=True).stdout
-    (only,) = json.loads(out).values()
-    builds = [d for d in only["inputDrvs"] if "-lambda-" in d and "-lambda-deploy-deps-" not in d]
+    builds = [d for d in input_drvs(zip_drv) if "-lambda-" in d and "-lambda-deploy-deps-" not in d]
     assert len(builds) == 1, builds
     return builds[0]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import CRANE_EVAL, EXAMPLE, REPO, copy_workspace, handler_build_drv, mirror_repo, needs_crane_eval
+from conftest import CRANE_EVAL, EXAMPLE, REPO, copy_workspace, handler_build_drv, input_drvs, mirror_repo, needs_crane_eval
 
 from nixcrate.cli import cli
 
@@ -117,11 +117,6 @@ def eval_checks(ws: Path, overrides: list[tuple[str, str]], tmp_path: Path) -> d
     proc = subprocess.run(cmd, env=h.nix_env(), capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
-
-
-def input_drvs(drv: str) -> list[str]:
-    proc = subprocess.run(["nix", "show-derivation", drv], capture_output=True, text=True, check=True)
-    return sorted(json.loads(proc.stdout)[drv]["inputDrvs"])
 
 
 def _named(drvs: list[str], suffix: str) -> list[str]:
