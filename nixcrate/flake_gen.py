@@ -14,7 +14,7 @@ nixcrate's Nix is three things (see docs in README, "What `nixcrate init` genera
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -152,7 +152,6 @@ class ClosureContext:
     """One deps-only derivation (a closure): its inputs and env, rendered as Nix."""
 
     attr: str
-    members: tuple[str, ...]
     native_build_inputs: tuple[str, ...]
     build_inputs: tuple[str, ...]
     env: tuple[tuple[str, str], ...]  # (name, Nix expression)
@@ -176,7 +175,6 @@ class FlakeContext:
     lambdas: tuple[Output, ...]  # one per handler bin, sorted
     service_closure: ClosureContext | None
     lambda_closure: ClosureContext | None
-    checks_closure: ClosureContext | None
     systems: tuple[str, ...]
     toolchain_file: str | None  # the pinned toolchain file, relative to the workspace root
 
@@ -385,7 +383,6 @@ def closure_context(
     env = dict(req.nix_env()) | extra | c_env | dict(m_env)
     return ClosureContext(
         attr=attr,
-        members=members,
         native_build_inputs=tuple(dict.fromkeys((*n_nbi, *c_nbi, *m_nbi))),
         build_inputs=tuple(dict.fromkeys((*n_bi, *c_bi, *m_bi))),
         env=tuple(sorted(env.items())),
@@ -481,7 +478,6 @@ def build_context(
         lambdas=lambda_outputs,
         service_closure=service_closure,
         lambda_closure=lambda_closure,
-        checks_closure=checks_closure,
         systems=config.systems,
         toolchain_file=toolchain["file"] if toolchain else None,  # type: ignore[index]
     )
@@ -498,14 +494,11 @@ def _checks_closure(ws: Workspace, config: Config, classified: Classified, servi
     base = closure_context("checkCargoArtifacts", members, everything, ws, config, lambda_closure=False, extra_env=extra)
     if service_closure is None or config.checks_closure:
         return base
-    return ClosureContext(
-        attr=base.attr,
-        members=base.members,
+    return replace(
+        base,
         native_build_inputs=tuple(dict.fromkeys((*service_closure.native_build_inputs, *base.native_build_inputs))),
         build_inputs=tuple(dict.fromkeys((*service_closure.build_inputs, *base.build_inputs))),
         env=tuple(sorted((dict(base.env) | dict(service_closure.env)).items())),
-        native_applied=base.native_applied,
-        native_unknown=base.native_unknown,
     )
 
 

@@ -43,11 +43,10 @@ let
   # Members built and checked: excluded ones and path dependencies have no kind, and a
   # library the build machine cannot build (a wasm cdylib, a Python extension) is `leftOut`.
   members = lib.filterAttrs (_: c: c ? kind && !(c.leftOut or false)) ws.crates;
-  ofKind = kind: lib.filterAttrs (_: m: m.kind == kind) members;
   # Services, and libraries no crate depends on (`package = true`): one buildPackage each on
   # the services' closure.
   services = lib.filterAttrs (_: m: m.kind == "service" || m.package or false) members;
-  lambdas = ofKind "lambda";
+  lambdas = lib.filterAttrs (_: m: m.kind == "lambda") members;
 
   # What every cargo command of a member gets: `--locked -p <name>`, then its settings.
   cargoArgs =
