@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,10 @@ CRANE_EVAL = SHARED / "crane-eval"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # crane-eval re-creates its stub inputs under HARNESS_CACHE on every call: two test workers
-# sharing one folder race on it, so each xdist worker gets its own.
+# sharing one folder race on it, so each xdist worker gets its own (under $TMPDIR: two test
+# sessions on one machine, each with its own TMPDIR, do not share one either).
 if "PYTEST_XDIST_WORKER" in os.environ:
-    os.environ.setdefault("HARNESS_CACHE", f"/tmp/crane-eval-harness-{os.environ['PYTEST_XDIST_WORKER']}")
+    os.environ.setdefault("HARNESS_CACHE", f"{tempfile.gettempdir()}/crane-eval-harness-{os.environ['PYTEST_XDIST_WORKER']}")
 
 # The same Nix settings scripts/test exports, so a bare `pytest` behaves like CI:
 # flakes on, no sandbox, no substituter (there is no network).
