@@ -438,6 +438,7 @@ FOUND = {
     "generated-not-utf8": ("nix/nixcrate/workspace.nix", b"\xff\xfe", "edited by hand"),
     "generated-a-directory": ("nix/nixcrate/workspace.nix/x", b"", "is a directory"),
     "nixcrate-toml-a-directory": ("nixcrate.toml/x", b"", "is a directory"),
+    "nixcrate-toml-not-utf8": ("nixcrate.toml", b'kind = "\xff"\n', "not valid UTF-8"),  # uncatalogued until issue 24
     "bin-name-with-a-space": (
         "svc/Cargo.toml",
         b'[package]\nname = "svc"\nversion = "0.1.0"\n[[bin]]\nname = "a b"\npath = "src/main.rs"\n',
