@@ -446,6 +446,11 @@ FOUND = {
     "generated-not-utf8": ("nix/nixcrate/workspace.nix", b"\xff\xfe", "edited by hand"),
     "generated-a-directory": ("nix/nixcrate/workspace.nix/x", b"", "is a directory"),
     "nixcrate-toml-a-directory": ("nixcrate.toml/x", b"", "is a directory"),
+    "root-package-bin-without-file": (  # its message named `Cargo.toml`, the catalogue only `<member>/Cargo.toml`
+        "Cargo.toml",
+        b'[package]\nname = "root"\nversion = "0.1.0"\n[[bin]]\nname = "x"\n[workspace]\nmembers = ["svc"]\n',
+        "bin 'x' has no src/bin/x.rs",
+    ),
     "nixcrate-toml-not-utf8": ("nixcrate.toml", b'kind = "\xff"\n', "not valid UTF-8"),  # uncatalogued until issue 24
     "bin-name-with-a-space": (
         "svc/Cargo.toml",
