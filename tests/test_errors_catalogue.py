@@ -336,8 +336,17 @@ def nix_flake(root: Path, request: pytest.FixtureRequest) -> dict[str, str]:
     return env
 
 
+def _default_sigint() -> None:
+    # A shell's background job (`cmd &`) starts with SIGINT ignored, and Python then never
+    # turns Ctrl-C into KeyboardInterrupt: the CLI would not see the SIGINT sent below.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_interrupt(argv: list[str], env: dict[str, str], pidfile: Path) -> tuple[int, str]:
-    proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - a signal disposition, nothing thread-unsafe
+    )  # fmt: skip
     deadline = time.monotonic() + 60
     while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
