@@ -75,12 +75,13 @@ def test_leaf_edit_changes_one_package_and_closures_are_stable(tmp_path: Path) -
 
 def bump_release(ws: Path) -> None:
     """A release: `[workspace.package] version` 0.3.1 -> 0.4.0 (every service and handler
-    inherits it), the path dependency textwrap-lite 0.1.0 -> 0.1.1, and Cargo.lock as cargo
-    rewrites it (the local packages' entries, which have no `source`)."""
+    inherits it) with the requirement on common in `[workspace.dependencies]`, the path
+    dependency textwrap-lite 0.1.0 -> 0.1.1, and Cargo.lock as cargo rewrites it (the local
+    packages' entries, which have no `source`)."""
     root = ws / "Cargo.toml"
     text = root.read_text()
-    assert 'version = "0.3.1"' in text
-    root.write_text(text.replace('version = "0.3.1"', 'version = "0.4.0"', 1))
+    assert text.count('version = "0.3.1"') == 2  # [workspace.package], and common's requirement
+    root.write_text(text.replace('version = "0.3.1"', 'version = "0.4.0"'))
     vendored = ws / "vendor/textwrap-lite/Cargo.toml"
     vendored.write_text(vendored.read_text().replace('version = "0.1.0"', 'version = "0.1.1"', 1))
     blocks = (ws / "Cargo.lock").read_text().split("\n\n")
