@@ -213,6 +213,7 @@ CASES: dict[str, Case] = {
     "output-name-clash": Case({**member("deployCargoArtifacts", bin_=True), "Cargo.lock": with_lock("deployCargoArtifacts")}),
     "generated-file-edited": Case({"nix/nixcrate/workspace.nix": "{ pkgs }: { }\n"}),
     "flake-out-of-date": Case({}, args=("init", "--check", "{root}")),
+    "flake-out-of-date-edited": Case({}, args=("init", "--check", "{root}")),
     "strict-warnings": Case(
         {"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "tools/*"')}, args=("init", "--strict", "{root}"), writes=True
     ),
@@ -368,6 +369,10 @@ def test_catalogued_error(ident: str, tmp_path: Path, request: pytest.FixtureReq
     if ident == "flake-out-of-date":
         assert run_cli(["init", str(root)], {})[0] == 0
         write(root, {**member("billing", bin_=True), "Cargo.lock": with_lock("billing")})
+    if ident == "flake-out-of-date-edited":
+        assert run_cli(["init", str(root)], {})[0] == 0
+        data = root / "nix/nixcrate/workspace.nix"
+        data.write_text(data.read_text().replace(" = ", " = # mine\n  ", 1))
     if ident == "file-system":
         (root / "flake.nix").symlink_to("flake.nix")
     if ident == "member-symlink":

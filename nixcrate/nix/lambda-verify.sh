@@ -145,7 +145,10 @@ if printf '%s\n' "$nc_entries" | grep -qx bootstrap; then
     readelf --dyn-syms -W "$nc_bin" 2>/dev/null \
       | awk 'NF >= 8 { n = index($8, "@"); if (n > 0) { v = substr($8, n + 1); sub(/^@/, "", v); print v, substr($8, 1, n - 1) } }' \
       | sort -u > "$nc_tmp/symbols"
-    { grep -E '^GLIBC_[0-9]+(\.[0-9]+)+$' "$nc_tmp/versions" | sort -t_ -k2,2V; grep -vE '^GLIBC_[0-9]+(\.[0-9]+)+$' "$nc_tmp/versions" | sort; } > "$nc_tmp/ordered"
+    {
+      grep -E '^GLIBC_[0-9]+(\.[0-9]+)+$' "$nc_tmp/versions" | sort -t_ -k2,2V
+      grep -vE '^GLIBC_[0-9]+(\.[0-9]+)+$' "$nc_tmp/versions" | sort
+    } > "$nc_tmp/ordered"
     while IFS= read -r nc_ver; do
       [ -n "$nc_ver" ] || continue
       nc_implied=
