@@ -540,7 +540,7 @@ def workflow_text(directory: Path, settings: Settings, working_directory: str) -
     classified = flake_gen.classify(ws, config)
     flake = flake_gen.build_context(ws, config, classified)
     context = build_context(flake, config, settings, working_directory=working_directory)
-    return files.with_header(render(context)), context
+    return files.with_header(render(context), "nixcrate ci"), context
 
 
 def run_ci(directory: Path, options: CiOptions, *, check: bool = False, force: bool = False) -> CiResult:

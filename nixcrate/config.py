@@ -356,9 +356,10 @@ def render_initial(ws: Workspace, kinds: dict[str, MemberKind]) -> str:
     lines = [
         "# nixcrate.toml: settings for the flake nixcrate generates from this workspace.",
         "# Yours to edit: nixcrate reads it on every run and never rewrites it.",
-        "# After a change, run 'nixcrate init' to regenerate flake.nix.",
+        "# After a change, run 'nixcrate init': it regenerates nix/nixcrate/ (flake.nix is yours, never rewritten).",
         "",
-        "# Systems the flake has packages for.",
+        "# Systems of the starter flake.nix, read when init writes it (a workspace without one);",
+        "# after that, flake.nix's own `systems` list decides.",
         f"# systems = [{', '.join(repr(s).replace(chr(39), chr(34)) for s in DEFAULT_SYSTEMS)}]",
         "",
         "# Members to leave out of the flake entirely.",

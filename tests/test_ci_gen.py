@@ -100,6 +100,13 @@ def context_of(root: Path, *argv: str) -> ci_gen.CiContext:
 # --------------------------------------------------------------------------- decisions
 
 
+def test_the_workflow_header_names_nixcrate_ci_as_the_command_that_regenerates_it(ws: Path) -> None:
+    assert run("ci", str(ws))[0] == 0
+    note = (ws / ci_gen.WORKFLOW).read_text().splitlines()[1]
+    assert "run 'nixcrate ci'" in note and "nixcrate init" not in note
+    assert run("ci", "--check", str(ws))[0] == 0  # the note is part of the header nixcrate reads back
+
+
 def test_matrices_hold_exactly_the_services_and_handlers(ws: Path) -> None:
     ctx = context_of(ws, "--cache", "cachix:example")
     assert [(j.id, j.attr) for j in ctx.warm_jobs] == [

@@ -72,6 +72,9 @@ def test_first_init_writes_a_commented_nixcrate_toml(ws: Path) -> None:
     assert '[members.api]\n# kind = "service"  (detected)' in text
     assert '[members.common]\n# kind = "library"  (detected)' in text
     assert "create  nixcrate.toml" in out
+    # What init regenerates is nix/nixcrate; flake.nix is the user's, and its own systems decide.
+    assert "regenerate flake.nix" not in text and "flake.nix is yours" in text
+    assert "flake.nix's own `systems` list decides" in text
 
 
 def test_second_init_changes_nothing(ws: Path) -> None:
