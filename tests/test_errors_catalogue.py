@@ -239,6 +239,8 @@ CASES: dict[str, Case] = {
     "lockfile-too-deep": Case({"Cargo.lock": b"a = " + b"[" * 10000 + b"]" * 10000 + b"\n"}),
     "config-not-utf8": Case({"nixcrate.toml": b'[members.api]\nkind = "\xff"\n'}),
     "config-no-systems": Case({"nixcrate.toml": "systems = []\n"}),
+    "config-install-no-installer": Case({"nixcrate.toml": '[ci]\ninstall = "npm:nixcrate"\n'}),
+    "config-install-not-one-requirement": Case({"nixcrate.toml": '[ci]\ninstall = "pipx:nixcrate --pre"\n'}),
     "native-not-a-crate-name": Case({"nixcrate.toml": '[native."a b"]\nreason = "x"\n'}),
     "native-conflict": Case(
         {
