@@ -124,6 +124,29 @@ def test_hand_written_flake_is_never_touched_and_init_prints_the_wiring(ws: Path
     assert (ws / "flake.nix").read_text() == "{ outputs = _: { }; }\n"
     assert (ws / DATA).is_file()
     assert "does not call nixcrate yet" in out and "import ./nix/nixcrate" in out
+    # A shape init does not know: one warning line naming the file, and the genAttrs lines.
+    warning = [line for line in err.splitlines() if "none of the shapes nixcrate knows" in line]
+    assert len(warning) == 1 and warning[0].startswith("warning: flake.nix:")
+
+
+def test_wiring_reaches_the_inputs_by_the_names_the_flake_binds(ws: Path) -> None:
+    from nixcrate import flake_shape  # noqa: PLC0415
+
+    utils = (
+        "{ outputs = inputs@{ self, nixpkgs, flake-utils, ... }:\n"
+        "    flake-utils.lib.eachSystem [ \"x86_64-linux\" ] (sys: { packages.x = 1; }); }\n"
+    )
+    wiring = flake_shape.wiring(utils, "nix/nixcrate", toolchain=True)
+    assert wiring.shape is flake_shape.Shape.FLAKE_UTILS
+    lines = [line for step in wiring.steps for line in step.lines]
+    # inputs@: crane and rust-overlay through `inputs`, no new arguments; no `pkgs` bound there.
+    assert "workspace = import ./nix/nixcrate { pkgs = nixpkgs.legacyPackages.${sys}; inherit (inputs) crane rust-overlay; };" in lines
+    assert not [s for s in wiring.steps if s.where == "outputs' arguments"]
+    plain = "{ outputs = { self, nixpkgs }: { packages = nixpkgs.lib.genAttrs [ ] (s: { }); }; }\n"
+    wiring = flake_shape.wiring(plain, "nix/nixcrate", toolchain=False)
+    assert wiring.shape is flake_shape.Shape.GENATTRS
+    assert [s.lines for s in wiring.steps if s.where == "outputs' arguments"] == [("{ self, nixpkgs, crane }:",)]
+    assert flake_shape.shape_of("{ # flake-utils.lib.eachDefaultSystem\n outputs = _: { }; }") is flake_shape.Shape.UNKNOWN
 
 
 def test_a_flake_from_an_earlier_nixcrate_is_migrated_keeping_a_backup(ws: Path) -> None:
