@@ -10,7 +10,7 @@ for the other shapes sources must get right:
   that includes a file outside its directory (`shared/banner.txt`), and whose integration test
   reads a fixture (`tests/data/input.txt`) its package builds do not need;
 - crates/extra: a service whose bin lives outside its directory (`../../tools/extra.rs`, with a
-  module beside it);
+  module beside it, which has a clippy lint);
 - crates/lints: a library with a clippy lint (`needless_return`), nothing depends on it;
 - memchr patched in from the tree (`[patch.crates-io]`), with a path dependency of its own
   (`patched/memchr-shim`): cargo reads both for every package.
@@ -114,7 +114,7 @@ FILES = {
     ),
     "crates/extra/README.md": "A bin outside its crate.\n",
     "tools/extra.rs": 'mod helper;\n\nfn main() {\n    println!("extra {}", helper::answer());\n}\n',
-    "tools/helper.rs": "pub fn answer() -> u32 {\n    42\n}\n",
+    "tools/helper.rs": "pub fn answer() -> u32 {\n    return 42;\n}\n",  # clippy::needless_return too
     "crates/lints/Cargo.toml": '[package]\nname = "lints"\nversion = "0.1.0"\nedition = "2021"\n',
     "crates/lints/src/lib.rs": "pub fn one() -> u32 {\n    return 1;\n}\n",
     "patched/memchr-shim/Cargo.toml": '[package]\nname = "memchr-shim"\nversion = "0.1.0"\nedition = "2021"\n',
