@@ -128,6 +128,9 @@ class Config:
     checks: CheckConfig = CheckConfig()
     fmt_check: bool = True
     lambda_verify_check: bool = True
+    # [ci] install: how the workflow installs nixcrate, ("pip" | "pipx", requirement), or None:
+    # the flake's `nixcrate` input when it has one, else pipx from nixcrate's repository.
+    ci_install: tuple[str, str] | None = None
     exists: bool = field(default=False, compare=False)
 
     def member(self, name: str) -> MemberConfig:
@@ -158,7 +161,7 @@ _MEMBER_KEYS = {
     "source": '"code" or "whole" (what its sources keep)',
     "checks": "table: this member's checks (the keys of [checks] but closure, fmt and lambda-verify)",
 }
-_TOP_KEYS = ("systems", "exclude", "members", "lambda", "services", "git-hashes", "native", "toolchain", "checks")
+_TOP_KEYS = ("systems", "exclude", "members", "lambda", "services", "git-hashes", "native", "toolchain", "checks", "ci")
 
 
 def _err(key: str, what: str) -> ConfigError:
@@ -348,6 +351,18 @@ def _checks(raw: Any, key: str, known: dict[str, tuple[str, Any]]) -> dict[str, 
         raise _err(key, "expected a table: fix the value")
     _unknown(raw, known, f"{key}.")
     return {known[k][0]: known[k][1](v, f"{key}.{k}") for k, v in raw.items()}
+_INSTALL_FIX = 'write "pipx:<requirement>" or "pip:<requirement>", e.g. "pipx:git+https://github.com/nixcrate/nixcrate@v0.1.0"'
+
+
+def _install_spec(value: Any) -> tuple[str, str]:
+    """[ci] install: "pip:<requirement>" or "pipx:<requirement>", one word the workflow quotes."""
+    text = _str(value, "ci.install")
+    tool, sep, spec = text.partition(":")
+    if not sep or tool not in ("pip", "pipx"):
+        raise _err("ci.install", f"{text!r} names no installer: {_INSTALL_FIX}")
+    if not spec or spec.startswith("-") or any(c.isspace() or c in "'\"`$\\" or not c.isprintable() for c in spec):
+        raise _err("ci.install", f"{spec!r} is not one requirement (no spaces, quotes, options): {_INSTALL_FIX}")
+    return tool, spec
 
 
 def parse(data: dict[str, Any]) -> Config:
@@ -361,6 +376,7 @@ def parse(data: dict[str, Any]) -> Config:
     for key, table, known in (
         ("lambda", lam, ("glibc", "opt-level", *_CLOSURE_KEYS)),
         ("services", svc, ("opt-level", *_CLOSURE_KEYS)),
+        ("ci", data.get("ci", {}), ("install",)),
     ):
         if not isinstance(table, dict):
             raise _err(key, "expected a table: fix the value")
@@ -396,6 +412,7 @@ def parse(data: dict[str, Any]) -> Config:
         fmt_check=checked.pop("fmt", True),
         lambda_verify_check=checked.pop("lambda_verify", True),
         checks=CheckConfig(**checked),
+        ci_install=_install_spec(data["ci"]["install"]) if "install" in data.get("ci", {}) else None,
         exists=True,
     )
 
@@ -451,9 +468,10 @@ def render_initial(ws: Workspace, kinds: dict[str, MemberKind]) -> str:
     lines = [
         "# nixcrate.toml: settings for the flake nixcrate generates from this workspace.",
         "# Yours to edit: nixcrate reads it on every run and never rewrites it.",
-        "# After a change, run 'nixcrate init' to regenerate flake.nix.",
+        "# After a change, run 'nixcrate init': it regenerates nix/nixcrate/ (flake.nix is yours, never rewritten).",
         "",
-        "# Systems the flake has packages for.",
+        "# Systems of the starter flake.nix, read when init writes it (a workspace without one);",
+        "# after that, flake.nix's own `systems` list decides.",
         f"# systems = [{', '.join(repr(s).replace(chr(39), chr(34)) for s in DEFAULT_SYSTEMS)}]",
         "",
         "# Members to leave out of the flake entirely.",
