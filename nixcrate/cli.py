@@ -164,6 +164,10 @@ def _print_init(result: InitResult, *, check: bool) -> None:
         table.add_row("excluded", str(len(result.classified.excluded)), ", ".join(result.classified.excluded))
     out.print(table)
     _print_left_out(result)
+    from nixcrate import sources  # noqa: PLC0415
+
+    for line in sources.summary_lines(result.ws, dict(result.context.sources)):
+        out.print(line, soft_wrap=True, markup=False, highlight=False)
     services = result.report.services
     if services.members:
         out.print(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import bisect
 import os
+import shlex
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from nixcrate.errors import ConfigError
@@ -43,6 +44,36 @@ class MemberConfig:
     # A library no member depends on: True gives it a package even when the build machine
     # cannot build it (nixcrate.host), False never; None lets nixcrate decide.
     package: bool | None = None
+    # What its sources keep (nixcrate.sources): "code", "whole"; None lets nixcrate decide
+    # (its whole directory when it has a build script and no extra-src, else its code).
+    source: str | None = None
+    # [members.<name>.checks]: CheckConfig fields set for this member, over [checks]
+    checks: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckConfig:
+    """[checks] (every member) and [members.<name>.checks] (one member, over it): which of a
+    member's checks `nix flake check` runs, and with which arguments."""
+
+    clippy: bool = True
+    # cargo clippy's arguments after `-p <member>` (crane's cargoClippyExtraArgs)
+    clippy_args: tuple[str, ...] = ("--all-targets",)
+    # "warn": clippy's own levels and the workspace's [lints] decide what fails;
+    # "deny": any warning fails the check (`-- --deny warnings`)
+    clippy_warnings: str = "warn"
+    test: bool = True
+    # cargo test's (cargo nextest run's) arguments after `-p <member>`
+    test_args: tuple[str, ...] = ()
+
+    def clippy_words(self) -> tuple[str, ...]:
+        """cargo clippy's arguments, `--deny warnings` first among clippy's own when asked for."""
+        if self.clippy_warnings != "deny":
+            return self.clippy_args
+        cut = self.clippy_args.index("--") + 1 if "--" in self.clippy_args else None
+        if cut is None:
+            return (*self.clippy_args, "--", "--deny", "warnings")
+        return (*self.clippy_args[:cut], "--deny", "warnings", *self.clippy_args[cut:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +125,9 @@ class Config:
     lambdas: ClosureConfig = ClosureConfig()
     toolchain: str = "auto"  # auto | nixpkgs | file
     checks_closure: bool = False
+    checks: CheckConfig = CheckConfig()
+    fmt_check: bool = True
+    lambda_verify_check: bool = True
     # [ci] install: how the workflow installs nixcrate, ("pip" | "pipx", requirement), or None:
     # the flake's `nixcrate` input when it has one, else pipx from nixcrate's repository.
     ci_install: tuple[str, str] | None = None
@@ -105,6 +139,10 @@ class Config:
         if i < len(self.members) and self.members[i][0] == name:
             return self.members[i][1]
         return MemberConfig()
+
+    def checks_for(self, name: str) -> CheckConfig:
+        """A member's check settings: [checks], then its own [members.<name>.checks]."""
+        return replace(self.checks, **dict(self.member(name).checks))
 
 
 # --------------------------------------------------------------------------- validation
@@ -120,6 +158,8 @@ _MEMBER_KEYS = {
     "build-inputs": "list of nixpkgs attribute names",
     "env": "table of strings",
     "package": "true or false (a library no member depends on: build it as a package of its own or not)",
+    "source": '"code" or "whole" (what its sources keep)',
+    "checks": "table: this member's checks (the keys of [checks] but closure, fmt and lambda-verify)",
 }
 _TOP_KEYS = ("systems", "exclude", "members", "lambda", "services", "git-hashes", "native", "toolchain", "checks", "ci")
 
@@ -179,8 +219,13 @@ def _member(name: str, raw: Any) -> MemberConfig:
     package = raw.get("package")
     if package is not None and not isinstance(package, bool):
         raise _err(prefix + "package", f"expected true or false, got {type(package).__name__}: fix the value")
+    source = raw.get("source")
+    if source is not None:
+        source = _choice(source, prefix + "source", SOURCES)
     return MemberConfig(
         package=package,
+        source=source,
+        checks=tuple(sorted(_checks(raw.get("checks", {}), prefix + "checks", _CHECK_KEYS).items())),
         kind=kind,
         arch=arch,
         include=_str_list(raw.get("include", []), prefix + "include"),
@@ -258,6 +303,54 @@ def _lto(raw: dict[str, Any], key: str) -> str | None:
     return str(text)
 
 
+# --------------------------------------------------------------------------- checks
+
+SOURCES = ("code", "whole")
+CLIPPY_WARNINGS = ("warn", "deny")
+
+
+def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise _err(key, f"expected one of {', '.join(choices)}, got {value!r}: fix the value")
+    return str(value)
+
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise _err(key, f"expected true or false, got {type(value).__name__}: fix the value")
+    return value
+
+
+def _words(value: Any, key: str) -> tuple[str, ...]:
+    """A string of arguments, split as a POSIX shell splits words (quotes group, nothing is
+    expanded); the library quotes each word again (lib.escapeShellArgs), so cargo gets these
+    words and the shell runs nothing of them."""
+    value = _str(value, key)
+    if any(ord(ch) < 32 and ch != "\t" for ch in value):
+        raise _err(key, f"{value!r} holds a line break or control character: write the arguments on one line")
+    try:
+        return tuple(shlex.split(value))
+    except ValueError as exc:  # "No closing quotation", "No escaped character"
+        raise _err(key, f"{value!r} holds an unclosed quote or a trailing backslash ({str(exc).lower()}): close the quote") from None
+
+
+# key -> (CheckConfig field, checker); [checks] also has closure, fmt and lambda-verify
+_CHECK_KEYS = {
+    "clippy": ("clippy", _bool),
+    "clippy-args": ("clippy_args", _words),
+    "clippy-warnings": ("clippy_warnings", lambda v, k: _choice(v, k, CLIPPY_WARNINGS)),
+    "test": ("test", _bool),
+    "test-args": ("test_args", _words),
+}
+_WORKSPACE_CHECK_KEYS = {**_CHECK_KEYS, "closure": ("closure", _bool), "fmt": ("fmt", _bool), "lambda-verify": ("lambda_verify", _bool)}
+
+
+def _checks(raw: Any, key: str, known: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """A [checks] table, checked: CheckConfig field (or closure, fmt, lambda_verify) -> value."""
+    if not isinstance(raw, dict):
+        raise _err(key, "expected a table: fix the value")
+    _unknown(raw, known, f"{key}.")
+    return {known[k][0]: known[k][1](v, f"{key}.{k}") for k, v in raw.items()}
 _INSTALL_FIX = 'write "pipx:<requirement>" or "pip:<requirement>", e.g. "pipx:git+https://github.com/nixcrate/nixcrate@v0.1.0"'
 
 
@@ -283,7 +376,6 @@ def parse(data: dict[str, Any]) -> Config:
     for key, table, known in (
         ("lambda", lam, ("glibc", "opt-level", *_CLOSURE_KEYS)),
         ("services", svc, ("opt-level", *_CLOSURE_KEYS)),
-        ("checks", checks, ("closure",)),
         ("ci", data.get("ci", {}), ("install",)),
     ):
         if not isinstance(table, dict):
@@ -300,9 +392,7 @@ def parse(data: dict[str, Any]) -> Config:
     toolchain = _str(data.get("toolchain", "auto"), "toolchain")
     if toolchain not in ("auto", "nixpkgs", "file"):
         raise _err("toolchain", f"expected \"nixpkgs\" or \"file\", got {toolchain!r}: fix the value")
-    closure = checks.get("closure", False)
-    if not isinstance(closure, bool):
-        raise _err("checks.closure", "expected true or false: fix the value")
+    checked = _checks(checks, "checks", _WORKSPACE_CHECK_KEYS)
     systems = _str_list(data.get("systems", list(DEFAULT_SYSTEMS)), "systems")
     if not systems:
         raise _err("systems", "must name at least one system: add one, e.g. \"x86_64-linux\"")
@@ -318,7 +408,10 @@ def parse(data: dict[str, Any]) -> Config:
         services=_closure("services", svc),
         lambdas=_closure("lambda", lam),
         toolchain=toolchain,
-        checks_closure=closure,
+        checks_closure=checked.pop("closure", False),
+        fmt_check=checked.pop("fmt", True),
+        lambda_verify_check=checked.pop("lambda_verify", True),
+        checks=CheckConfig(**checked),
         ci_install=_install_spec(data["ci"]["install"]) if "install" in data.get("ci", {}) else None,
         exists=True,
     )

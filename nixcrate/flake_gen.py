@@ -14,20 +14,20 @@ nixcrate's Nix is three things (see docs in README, "What `nixcrate init` genera
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nixcrate import closure as closure_mod
-from nixcrate import git_deps, host, native
+from nixcrate import git_deps, host, native, sources
 from nixcrate.errors import WorkspaceError
 from nixcrate.workspace import MemberKind
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from nixcrate.config import Config
+    from nixcrate.config import CheckConfig, Config
     from nixcrate.workspace import Crate, Workspace
 
 # Where nixcrate's own files live, relative to the workspace root.
@@ -177,6 +177,7 @@ class FlakeContext:
     lambda_closure: ClosureContext | None
     systems: tuple[str, ...]
     toolchain_file: str | None  # the pinned toolchain file, relative to the workspace root
+    sources: Mapping[str, sources.CrateSource] = field(default_factory=dict)  # every crate's, by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,8 +284,6 @@ def _member_entry(crate: Crate, kind: MemberKind, config: Config, classified: Cl
         entry["features"] = list(member.features)
     if member.cargo_extra_args:
         entry["cargoExtraArgs"] = member.cargo_extra_args
-    if member.extra_src:
-        entry["extraSrc"] = [p.strip("/") for p in member.extra_src]
     if kind is MemberKind.LAMBDA:
         entry["arch"] = member.arch
         if member.include:
@@ -292,8 +291,30 @@ def _member_entry(crate: Crate, kind: MemberKind, config: Config, classified: Cl
     return entry
 
 
-def _crates_data(ws: Workspace, config: Config, classified: Classified) -> dict[str, object]:
+def _checks_data(checks: CheckConfig, *, nextest: bool) -> dict[str, object]:
+    """A member's clippy and test checks (null: none): the arguments of each, and `deps`, those
+    of the line checkCargoArtifacts compiles its dependencies with: the cargo side of them
+    (before `--`), as the check's cargo needs the same artifacts."""
+
+    def cargo_side(words: tuple[str, ...], dropped: frozenset[str]) -> list[str]:
+        cut = words.index("--") if "--" in words else len(words)
+        return [w for w in words[:cut] if w not in dropped]
+
+    return {
+        "clippy": {"args": list(checks.clippy_words()), "deps": cargo_side(checks.clippy_args, _CLIPPY_ONLY)} if checks.clippy else None,
+        # nextest's own options are not cargo test's: its build line keeps cargo's defaults
+        "test": {"args": list(checks.test_args), "deps": [] if nextest else cargo_side(checks.test_args, _TEST_RUN_ONLY)} if checks.test else None,
+    }
+
+
+# Arguments of `cargo clippy` that `cargo check` refuses, and of `cargo test` that `--no-run` refuses.
+_CLIPPY_ONLY = frozenset({"--no-deps", "--fix", "--allow-dirty", "--allow-staged", "--allow-no-vcs", "--broken-code"})
+_TEST_RUN_ONLY = frozenset({"--doc"})
+
+
+def _crates_data(ws: Workspace, config: Config, classified: Classified, crate_sources: Mapping[str, sources.CrateSource]) -> dict[str, object]:
     graph = closure_mod.graph_for(ws)
+    default_checks = config.checks
     paths = sorted(c.path.as_posix() for c in ws.crates)
     kinds = dict(classified.kinds)
     data: dict[str, object] = {}
@@ -307,8 +328,14 @@ def _crates_data(ws: Workspace, config: Config, classified: Classified) -> dict[
             entry["deps"] = list(normal)
         if dev:
             entry["devDeps"] = list(dev)
+        source = crate_sources[crate.name]
+        entry["src"] = list(source.src)
+        if source.check_src:
+            entry["checkSrc"] = list(source.check_src)
         if nested := _nested(crate, paths):
             entry["exclude"] = nested
+        if kind is not None and (checks := config.checks_for(crate.name)) != default_checks:
+            entry["checks"] = _checks_data(checks, nextest=ws.nextest_config is not None)
         if stubs := _stubs_for(crate):
             entry["stubs"] = list(stubs)
         data[crate.name] = entry
@@ -462,13 +489,22 @@ def build_context(
             "profileDir": config.lambdas.profile_dir,
         }
     closures["checks"] = checks_closure.data() | {"chained": service_closure is not None and not config.checks_closure}
+    crate_sources = sources.compute(ws, config, GENERATED)
+    clippy_configs, rustfmt_configs = sources.lint_configs(ws)
     data: dict[str, object] = {
-        "crates": _crates_data(ws, config, classified),
+        "crates": _crates_data(ws, config, classified, crate_sources),
         "closures": closures,
         "cargoConfigs": [p.as_posix() for p in ws.cargo_configs],
         "patchPaths": [p.as_posix() for p in ws.patch_paths],
         "renamedDependencies": _renamed_in_tree(ws),
         "nextestConfig": ws.nextest_config.as_posix() if ws.nextest_config else None,
+        "checks": {
+            "fmt": config.fmt_check,
+            "lambdaVerify": config.lambda_verify_check,
+            "members": _checks_data(config.checks, nextest=ws.nextest_config is not None),
+            "clippyConfigs": list(clippy_configs),
+            "rustfmtConfigs": list(rustfmt_configs),
+        },
         "gitHashes": dict(git_deps.status(ws.lock, config.git_hashes).hashes),
         "toolchain": toolchain,
     }
@@ -480,6 +516,7 @@ def build_context(
         lambda_closure=lambda_closure,
         systems=config.systems,
         toolchain_file=toolchain["file"] if toolchain else None,  # type: ignore[index]
+        sources=crate_sources,
     )
 
 

@@ -677,18 +677,36 @@ def _refuse_symlinked(root: Path, crates: Iterable[str]) -> None:
 
 def _patch_paths(top: dict[str, Any], root: Path, crates: set[str]) -> tuple[PurePosixPath, ...]:
     """Relative dirs of [patch.*] and [replace] path entries inside the workspace that are not
-    crates already read (members and their path dependencies)."""
+    crates already read (members and their path dependencies), and the path dependencies of
+    those, transitively: cargo loads the manifest (and builds the source) of each."""
     tables: list[Any] = list(top["patch"].values()) if isinstance(top.get("patch"), dict) else []
     tables.append(top.get("replace"))
+    pending = [
+        _join(".", entry["path"])
+        for table in tables
+        if isinstance(table, dict)
+        for entry in table.values()
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str) and not entry["path"].startswith("/")
+    ]
     found: set[str] = set()
-    for table in tables:
-        if not isinstance(table, dict):
+    while pending:
+        rel = pending.pop()
+        if _outside(rel) or rel in crates or rel in found or not (root / rel / "Cargo.toml").is_file():
             continue
-        for entry in table.values():
-            path = entry.get("path") if isinstance(entry, dict) else None
-            if not isinstance(path, str) or path.startswith("/"):
-                continue
-            rel = _join(".", path)
-            if not _outside(rel) and rel not in crates and (root / rel / "Cargo.toml").is_file():
-                found.add(rel)
+        found.add(rel)
+        pending.extend(_join(rel, path) for path in _manifest_paths(root / rel / "Cargo.toml"))
     return tuple(PurePosixPath(r) for r in sorted(found))
+
+
+def _manifest_paths(manifest: Path) -> list[str]:
+    """The `path` of every dependency a patched crate's manifest declares (any table, any
+    target), as written; a manifest that does not parse has none (cargo names the problem)."""
+    try:
+        data = tomllib.loads(manifest.read_text(encoding="utf-8").removeprefix("\ufeff"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return []
+    return [
+        spec["path"]
+        for _, _, spec, _ in _dep_entries(data)
+        if isinstance(spec, dict) and isinstance(spec.get("path"), str) and not spec["path"].startswith("/")
+    ]

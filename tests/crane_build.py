@@ -135,3 +135,22 @@ def stage(workspace: Path, overrides: tuple[tuple[str, str], ...] = ()) -> Stage
     cb.seed_lock(staged / "Cargo.lock", env)
     cb.h.git_add(staged)
     return Staged(staged, tuple(cb.overrides_for(s, staged, [list(o) for o in overrides])), env["NIX_CONFIG"])
+
+
+def drv_paths(workspace: Path, system: str = "x86_64-linux") -> dict[str, str]:
+    """Every package's and check's .drv, as crane-build's flake evaluates them (no build), keyed
+    as crane-build's attributes are: `<name>` for packages, `checks.<system>.<name>` for checks."""
+    staged = stage(workspace)
+    try:
+        found: dict[str, str] = {}
+        for outputs, prefix in (("packages", ""), ("checks", f"checks.{system}.")):
+            proc = subprocess.run(
+                ["nix", "eval", "--json", *staged.nix_args(), f"{staged.ref}#{outputs}.{system}", "--apply", "builtins.mapAttrs (_: p: p.drvPath)"],
+                capture_output=True, text=True, check=False, env=staged.env(),
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise RuntimeError(f"nix eval {outputs}: {proc.stderr[-3000:]}")
+            found.update({prefix + name: drv for name, drv in json.loads(proc.stdout).items()})
+        return found
+    finally:
+        staged.cleanup()

@@ -196,6 +196,8 @@ CASES: dict[str, Case] = {
     "config-unknown-key": Case({"nixcrate.toml": '[members.api]\nknd = "service"\n'}),
     "config-wrong-type": Case({"nixcrate.toml": "[members.api]\nkind = 3\n"}),
     "config-bad-value": Case({"nixcrate.toml": '[lambda]\nglibc = "two"\n'}),
+    "config-args-line-break": Case({"nixcrate.toml": '[checks]\nclippy-args = "--all-targets\\n-- -D warnings"\n'}),
+    "config-args-unclosed-quote": Case({"nixcrate.toml": "[members.api.checks]\ntest-args = \"--skip 'slow\"\n"}),
     "config-path-outside": Case({"nixcrate.toml": '[members.api]\nextra-src = ["/etc/passwd"]\n'}),
     "config-path-missing": Case({"nixcrate.toml": '[members.api]\nextra-src = ["proto"]\n'}),
     "member-symlink": Case({}),  # crates/common/Cargo.toml a symlink, made below

@@ -121,16 +121,25 @@ let
     ++ map (p: at "${p}/Cargo.toml") ws.patchPaths
   );
 
-  # A crate's directory, minus the crates nested inside it.
+  # What a crate puts into a source: the paths its `src` lists (its code, or its whole
+  # directory when a build script may read anything; nixcrate computes them, see workspace.nix)
+  # and, with `checks`, its `checkSrc` (what its own tests, benches and examples read), minus
+  # the crates nested in its directory. A listed path the checkout lacks (a gitignored `.env`
+  # a literal names, say) is skipped: the build reads it only if it is there.
   crateFiles =
-    name:
+    {
+      name,
+      checks ? false,
+    }:
     let
       crate = ws.crates.${name};
+      paths = crate.src ++ lib.optionals checks (crate.checkSrc or [ ]);
+      files = lib.fileset.unions (map (p: lib.fileset.maybeMissing (at p)) paths);
     in
     if crate.exclude or [ ] == [ ] then
-      at crate.path
+      files
     else
-      lib.fileset.difference (at crate.path) (
+      lib.fileset.difference files (
         lib.fileset.unions (map (p: lib.fileset.maybeMissing (at p)) crate.exclude)
       );
 
@@ -150,50 +159,56 @@ let
       }
     );
 
-  # A source holding the manifests plus the given crates and files, nothing else. Crates the
-  # workspace patches in ([patch], [replace]) go into every source: any package may compile them.
+  # A source holding the manifests plus the given crates and files, nothing else: `checked`
+  # crates bring what their own checks read too. Crates the workspace patches in ([patch],
+  # [replace]) go into every source: any package may compile them.
   sourceOf =
     {
       crates,
+      checked ? [ ],
       extra ? [ ],
     }:
     lib.fileset.toSource {
       root = src;
       fileset = lib.fileset.unions (
-        [ manifests ] ++ map crateFiles crates ++ map at (extra ++ ws.patchPaths)
+        [ manifests ]
+        ++ map (
+          name:
+          crateFiles {
+            inherit name;
+            checks = lib.elem name checked;
+          }
+        ) crates
+        ++ map at (extra ++ ws.patchPaths)
       );
     };
 
-  # Cargo loads every member's manifest, and a manifest whose targets are found by convention
-  # needs those files to exist. A package's source leaves out the crates it does not compile:
-  # give each of those the empty `stubs` its manifest needs (explicit paths are not checked
-  # until cargo compiles that crate).
-  stubTargets =
-    compiled:
-    let
-      inSource = lib.genAttrs compiled (_: true);
-      leftOut = lib.filterAttrs (name: _: !(inSource ? ${name})) ws.crates;
-      files = lib.concatLists (
-        lib.mapAttrsToList (
-          _: c: map (s: if c.path == "." then s else "${c.path}/${s}") (c.stubs or [ ])
-        ) leftOut
-      );
-    in
-    lib.optionalString (files != [ ]) ''
-      for stub in ${lib.escapeShellArgs files}; do
-        [ -e "$stub" ] || { mkdir -p "$(dirname "$stub")"; : > "$stub"; }
-      done
-    '';
+  # Cargo loads every member's manifest, and a manifest needs the files of the targets it
+  # finds by convention, of its declared tests, examples and benches, and its build script.
+  # A source leaves out the crates it does not compile and the tests, benches and examples of
+  # those it does (a package builds none of them): each such file missing is created empty
+  # (explicit lib and bin paths are not checked until cargo compiles that crate).
+  stubFiles = lib.concatLists (
+    lib.mapAttrsToList (
+      _: c: map (s: if c.path == "." then s else "${c.path}/${s}") (c.stubs or [ ])
+    ) ws.crates
+  );
+  stubTargets = lib.optionalString (stubFiles != [ ]) ''
+    for stub in ${lib.escapeShellArgs stubFiles}; do
+      [ -e "$stub" ] || { mkdir -p "$(dirname "$stub")"; : > "$stub"; }
+    done
+  '';
 
   # The source of a package or check compiling these crates, and the stubs for the rest.
   packageSource =
     {
       crates,
+      checked ? [ ],
       extra ? [ ],
     }:
     {
-      src = sourceOf { inherit crates extra; };
-      postPatch = stubTargets crates;
+      src = sourceOf { inherit crates checked extra; };
+      postPatch = stubTargets;
     };
 
   # A closure built in another sandbox can carry CMake configure state naming a compiler
@@ -375,10 +390,7 @@ let
         cargoArtifacts = deployCargoArtifacts;
         preBuild = removeStaleCmakeState;
       }
-      // packageSource {
-        crates = compiledBy { member = name; };
-        extra = service.extraSrc or [ ];
-      }
+      // packageSource { crates = compiledBy { member = name; }; }
       # A library no crate depends on has no binary: its package proves it compiles.
       // lib.optionalAttrs (service.bins or [ ] == [ ]) {
         doNotPostBuildInstallCargoBinaries = true;
@@ -413,10 +425,7 @@ let
         # blank those store paths. Lambda has no /nix/store: no stdenv fixup either.
         dontFixup = true;
       }
-      // packageSource {
-        crates = compiledBy { member = name; };
-        extra = handler.extraSrc or [ ];
-      }
+      // packageSource { crates = compiledBy { member = name; }; }
     );
 
   lambdaBuilds = lib.mapAttrs mkLambdaBuild lambdas;
@@ -484,6 +493,11 @@ let
 
   checkArgs = closureArgs ws.closures.checks;
 
+  # A member's clippy and test checks (nixcrate.toml [checks], [members.<name>.checks]): each
+  # one's arguments and `deps`, those its dependencies are compiled with; null where the member
+  # has no such check.
+  checksOf = name: ws.crates.${name}.checks or ws.checks.members;
+
   # What the checks compile beyond deployCargoArtifacts: per member, the commands its own
   # checks run (clippy's check-mode metadata with the dev-dependencies of every target, and the
   # test build), one cargo invocation per member as its check runs it. Chained on the deploy
@@ -501,13 +515,21 @@ let
       };
       buildPhaseCargoCommand = cargoLines (
         m:
-        "cargoWithProfile check ${cargoArgs m} --all-targets\n" + "cargoWithProfile test ${cargoArgs m} --no-run"
+        let
+          c = checksOf m;
+        in
+        lib.concatStringsSep "\n" (
+          lib.optional (c.clippy != null) "cargoWithProfile check ${cargoArgs m} ${lib.escapeShellArgs c.clippy.deps}"
+          ++ lib.optional (c.test != null) "cargoWithProfile test ${cargoArgs m} --no-run ${lib.escapeShellArgs c.test.deps}"
+        )
       ) (lib.attrNames members);
     }
   );
 
+  # One check of a member: its source is the crates its tests compile (with what its own
+  # tests, benches and examples read) plus `extra`.
   mkCheck =
-    craneFn: name: member: args:
+    craneFn: name: extra: args:
     craneFn (
       checkArgs
       // {
@@ -526,19 +548,37 @@ let
           member = name;
           dev = true;
         };
-        extra = member.extraSrc or [ ] ++ lib.optional (ws.nextestConfig != null) ws.nextestConfig;
+        checked = [ name ];
+        inherit extra;
       }
       // args
     );
 
-  memberChecks = lib.concatMapAttrs (name: member: {
-    "clippy-${name}" = mkCheck craneLib.cargoClippy name member {
-      cargoClippyExtraArgs = "--all-targets -- --deny warnings";
-    };
-    ${if ws.nextestConfig != null then "nextest-${name}" else "test-${name}"} =
-      mkCheck (if ws.nextestConfig != null then craneLib.cargoNextest else craneLib.cargoTest) name member
-        { };
-  }) members;
+  memberChecks = lib.concatMapAttrs (
+    name: _:
+    let
+      c = checksOf name;
+    in
+    lib.optionalAttrs (c.clippy != null) {
+      "clippy-${name}" = mkCheck craneLib.cargoClippy name ws.checks.clippyConfigs {
+        cargoClippyExtraArgs = lib.escapeShellArgs c.clippy.args;
+      };
+    }
+    // lib.optionalAttrs (c.test != null) (
+      if ws.nextestConfig != null then
+        {
+          "nextest-${name}" = mkCheck craneLib.cargoNextest name [ ws.nextestConfig ] {
+            cargoNextestExtraArgs = lib.escapeShellArgs c.test.args;
+          };
+        }
+      else
+        {
+          "test-${name}" = mkCheck craneLib.cargoTest name [ ] {
+            cargoTestExtraArgs = lib.escapeShellArgs c.test.args;
+          };
+        }
+    )
+  ) members;
 
   # Building a handler's zip runs the rules of `nixcrate lambda verify`.
   lambdaChecks = lib.mapAttrs' (
@@ -547,13 +587,17 @@ let
 
   checks =
     memberChecks
-    // lambdaChecks
-    // {
+    // lib.optionalAttrs ws.checks.lambdaVerify lambdaChecks
+    // lib.optionalAttrs ws.checks.fmt {
       # rustfmt compiles nothing, so it needs no closure.
       fmt = craneLib.cargoFmt {
         pname = "workspace";
         version = "0.0.0";
-        src = sourceOf { crates = lib.attrNames ws.crates; };
+        src = sourceOf {
+          crates = lib.attrNames ws.crates;
+          checked = lib.attrNames ws.crates;
+          extra = ws.checks.rustfmtConfigs;
+        };
       };
     };
 in

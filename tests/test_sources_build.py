@@ -1,0 +1,173 @@
+"""What a package's and a check's source keep, built for real (../shared/crane-build).
+
+On a root-package workspace shaped like ripgrep (tests/sources_workspace.py: the binary is the
+root package, its build script reads data/words.txt, declared with `extra-src`), what a user
+would check: every output builds and runs, an edit no build reads (a CHANGELOG, READMEs, docs,
+CI files, a benchmark script) changes no derivation, an edit to the data file the build script
+reads or to a `.rs` file rebuilds the package (compiling no dependency), an edit to an
+integration test re-runs only its checks. Files cargo reads outside a crate's directory are
+there: a bin declared at ../../tools/extra.rs, an include_str! of ../../../shared/banner.txt,
+the path dependency of a crate patched in with [patch]. And clippy's checks warn by default
+and fail with `clippy-warnings = "deny"`, unless the lint is allowed.
+"""
+
+# ruff: noqa: T201 - prints record the measured figures
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import input_drvs
+from crane_build import Result, crane_build_missing, drv_paths
+from crane_build import build as crane_build
+from sources_workspace import write_workspace
+
+from nixcrate.cli import cli
+
+C = "checks.x86_64-linux"
+PACKAGES = ["deployCargoArtifacts", "tool", "extra", "lints"]
+CHECKS = [f"{C}.{k}-{m}" for m in ("tool", "words", "extra", "lints") for k in ("clippy", "test")] + [f"{C}.fmt"]
+WORKSPACE_CRATES = {"tool", "words", "extra", "lints"}
+
+
+def _missing() -> str | None:
+    if shutil.which("cargo") is None:
+        return "cargo is not installed (it writes the test workspace's Cargo.lock)"
+    return crane_build_missing(Path(__file__).parent.parent / "examples" / "monorepo")
+
+
+pytestmark = [
+    pytest.mark.skipif(_missing() is not None, reason=str(_missing())),
+    pytest.mark.nix,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("sources-build"),
+]
+
+
+def init(ws: Path) -> str:
+    result = CliRunner().invoke(cli, ["init", str(ws)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def build(ws: Path, *attrs: str, ok: bool = True) -> dict[str, Result]:
+    results = crane_build(ws, list(attrs))
+    if ok:
+        failed = {a: r.error_tail for a, r in results.items() if not r.ok}
+        assert not failed, json.dumps(failed, indent=1)[-4000:]
+    return results
+
+
+def run(result: Result, binary: str) -> str:
+    return subprocess.run([Path(str(result.out)) / "bin" / binary], capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Result], dict[str, str]]:
+    ws = write_workspace(tmp_path_factory.mktemp("sources") / "tool")
+    init(ws)
+    return ws, build(ws, *PACKAGES, *CHECKS), drv_paths(ws)
+
+
+def variant(built: tuple[Path, dict[str, Result], dict[str, str]], tmp_path: Path, edits: dict[str, str]) -> Path:
+    """A copy of the built workspace with files appended to (or, with a leading '=', replaced)."""
+    ws = shutil.copytree(built[0], tmp_path / "tool")
+    for rel, text in edits.items():
+        path = ws / rel
+        path.write_text(text[1:] if text.startswith("=") else path.read_text() + text)
+    return ws
+
+
+def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    assert before.keys() == after.keys()
+    return {attr for attr in before if before[attr] != after[attr]}
+
+
+def test_every_output_builds_and_runs_and_no_package_compiles_a_dependency(built: tuple[Path, dict[str, Result], dict[str, str]]) -> None:
+    _, results, _ = built
+    assert run(results["tool"], "tool") == "tool: 3 words, app at 1\n"  # build.rs read data/words.txt
+    assert run(results["extra"], "extra") == "extra 42\n"  # its bin is ../../tools/extra.rs
+    closure = results["deployCargoArtifacts"]
+    assert {"memchr v2.5.0", "memchr-shim v0.1.0"} <= set(closure.local)  # patched in, and its path dependency
+    for attr, result in results.items():
+        if attr != "deployCargoArtifacts":
+            compiled = {c.split(" ")[0] for c in (*result.local, *result.checked_local)}
+            assert (result.third_party, result.checked_third_party) == ((), ()), attr
+            assert compiled <= WORKSPACE_CRATES, (attr, compiled)  # memchr and its shim come from the closure
+    print(f"\n{len(results)} outputs built; 0 dependencies compiled after the closure")
+
+
+def test_an_edit_no_build_reads_changes_no_derivation(built: tuple[Path, dict[str, Result], dict[str, str]], tmp_path: Path) -> None:
+    ws = variant(built, tmp_path, {
+        "CHANGELOG.md": "\n## 0.1.1\n", "README.md": "More.\n", "LICENSE": "\n", "doc/guide.md": "More.\n",
+        "benchsuite/bench.py": "print(2)\n", ".github/workflows/ci.yml": "# more\n",
+        "crates/words/CHANGELOG.md": "\n## 0.1.1\n", "crates/extra/README.md": "More.\n",
+    })  # fmt: skip
+    assert CliRunner().invoke(cli, ["init", "--check", str(ws)]).exit_code == 0  # nothing to regenerate either
+    assert changed(built[2], drv_paths(ws)) == set()
+
+
+def test_an_edit_to_the_file_the_build_script_reads_rebuilds_the_package(
+    built: tuple[Path, dict[str, Result], dict[str, str]], tmp_path: Path
+) -> None:
+    ws = variant(built, tmp_path, {"data/words.txt": "delta\n"})
+    # The root package's own derivations (the fmt check's source holds every crate's too); the
+    # closure, the other packages and the other members' checks keep theirs.
+    assert changed(built[2], drv_paths(ws)) == {"tool", f"{C}.clippy-tool", f"{C}.test-tool", f"{C}.fmt"}
+    tool = build(ws, "tool")["tool"]
+    assert run(tool, "tool") == "tool: 4 words, app at 1\n"
+    assert tool.third_party == ()
+
+
+def test_a_rust_edit_rebuilds_the_package(built: tuple[Path, dict[str, Result], dict[str, str]], tmp_path: Path) -> None:
+    ws = variant(built, tmp_path, {"crates/core/app.rs": '\npub fn unused() -> &\'static str {\n    "x"\n}\n'})
+    assert changed(built[2], drv_paths(ws)) == {"tool", f"{C}.clippy-tool", f"{C}.test-tool", f"{C}.fmt"}
+    tool = build(ws, "tool")["tool"]
+    # the package compiles its in-tree crates (words) and no third-party one: memchr, its shim
+    # and anyhow come from the closure, which the edit left alone
+    assert tool.third_party == ()
+    assert {c.split(" ")[0] for c in tool.local} == {"tool", "words"}
+
+
+def test_an_integration_test_edit_reruns_only_its_members_checks(
+    built: tuple[Path, dict[str, Result], dict[str, str]], tmp_path: Path
+) -> None:
+    ws = variant(built, tmp_path, {"crates/words/tests/fixture.rs": "\n#[test]\nfn more() {}\n", "crates/words/tests/data/input.txt": "=input\n"})
+    assert changed(built[2], drv_paths(ws)) == {f"{C}.clippy-words", f"{C}.test-words", f"{C}.fmt"}
+
+
+def test_clippy_warns_by_default_and_deny_fails_unless_the_lint_is_allowed(
+    built: tuple[Path, dict[str, Result], dict[str, str]], tmp_path: Path
+) -> None:
+    """lints and extra each have a `needless_return`: by default both clippy checks pass (the
+    warning is in the log). With `clippy-warnings = "deny"` lints' fails on that lint, and
+    extra's passes: its own clippy-args allow it. Neither recompiles the checks' closure."""
+    _, before, _ = built
+    ws = variant(built, tmp_path, {
+        "nixcrate.toml": '\n[checks]\nclippy-warnings = "deny"\n\n'
+        '[members.extra.checks]\nclippy-args = "--all-targets -- --allow clippy::needless_return"\n',
+    })  # fmt: skip
+    init(ws)
+    after = build(ws, f"{C}.clippy-lints", f"{C}.clippy-extra", ok=False)
+    lints, extra = after[f"{C}.clippy-lints"], after[f"{C}.clippy-extra"]
+    assert not lints.ok
+    assert "needless_return" in lints.error_tail, lints.error_tail[-2000:]
+    assert extra.ok, extra.error_tail
+    # the same checks' closure (deps-only) as the default's: only clippy's arguments changed
+    deps = [d for d in input_drvs(str(before[f"{C}.clippy-extra"].drv)) if "-checks-deps-" in d]
+    assert len(deps) == 1
+    assert deps == [d for d in input_drvs(str(extra.drv)) if "-checks-deps-" in d]
+
+
+def test_an_edit_to_a_file_read_outside_its_crate_rebuilds_those_that_read_it(
+    built: tuple[Path, dict[str, Result], dict[str, str]], tmp_path: Path
+) -> None:
+    """tools/helper.rs (a module of extra's bin, ../../tools/extra.rs) and shared/banner.txt
+    (words' include_str!) are in the sources of the builds that compile them, and only there."""
+    ws = variant(built, tmp_path, {"tools/helper.rs": "\npub fn more() {}\n", "shared/banner.txt": "=tool!\n"})
+    words = {"tool", f"{C}.clippy-tool", f"{C}.test-tool", f"{C}.clippy-words", f"{C}.test-words"}
+    assert changed(built[2], drv_paths(ws)) == {"extra", f"{C}.clippy-extra", f"{C}.test-extra", f"{C}.fmt", *words}
