@@ -47,11 +47,16 @@ def isolated_env(root: Path, config: str = NIX_CONFIG) -> dict[str, str]:
 
 
 class FakeCraneFlake:
-    """A double of a generated crane flake: the same output names, plain derivations.
+    """A double of a generated crane flake: the same output names, plain derivations with
+    the variables crane sets (so the plan tells its cargo builds from the rest).
 
-    `vendor-cargo-deps` <- `workspace-deps-0.0.0` (deployCargoArtifacts) <- services and
-    `deploy-lambda-<name>` (with a bootstrap.zip), plus optional `broken` (fails after 30
-    log lines) and `slow` (sleeps, writes its pid to pidfile).
+    `vendor-cargo-deps` <- `deploy-deps-0.0.0` (deployCargoArtifacts, a deps closure) <-
+    services; `lambda-deploy-deps-0.0.0` (lambdaDeployCargoArtifacts) <- `lambda-<name>` <-
+    `deploy-lambda-<name>` (a zip, not a cargo build); a setup hook beside them. Plus
+    optional `broken` (fails after 30 log lines) and `slow` (sleeps, writes its pid to
+    pidfile). `closure_env` goes into the services' closure's environment, as nixcrate.toml's
+    `[services] env` does; `prefer_local` marks the vendoring and the hook preferLocalBuild
+    (as nixpkgs' small derivations are), so that a remote builder gets the cargo builds only.
     """
 
     def __init__(
@@ -65,24 +70,36 @@ class FakeCraneFlake:
         sleep: float = 0,
         broken: bool = False,
         slow_pidfile: Path | None = None,
+        closure_env: dict[str, str] | None = None,
+        prefer_local: bool = False,
     ) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        local = " preferLocalBuild = true;" if prefer_local else ""
+        env = "".join(f" {k} = {json.dumps(v)};" for k, v in sorted((closure_env or {}).items()))
+        bindings = [
+            f'vendor = mkWith "vendor-cargo-deps" [] "echo vendored > $out" {{{local} }};',
+            f'hook = mkWith "inheritCargoArtifactsHook" [] "echo hook > $out" {{{local} }};',
+            f'deps = mkWith "deploy-deps-0.0.0" [vendor hook] "echo compiled > $out" {{ cargoVendorDir = vendor; CRANE_BUILD_DEPS_ONLY = "1";{env} }};',
+            'lambdaDeps = mkWith "lambda-deploy-deps-0.0.0" [vendor hook] "echo compiled > $out" { cargoVendorDir = vendor; CRANE_BUILD_DEPS_ONLY = "1"; };',
+            'crate = name: closure: script: mkWith name [closure hook] script { cargoVendorDir = vendor; cargoArtifacts = closure; };',
+        ]
         outputs = ["deployCargoArtifacts = deps;"]
         # A service's output has what a real one has: a directory, an executable, a symlink.
         outputs += [
-            f'{s} = mk "{s}-0.1.0" [deps] "mkdir -p $out/bin; echo {s} > $out/bin/{s}; chmod +x $out/bin/{s}; ln -s bin/{s} $out/main";'
+            f'{s} = crate "{s}-0.1.0" deps "mkdir -p $out/bin; echo {s} > $out/bin/{s}; chmod +x $out/bin/{s}; ln -s bin/{s} $out/main";'
             for s in services
         ]
+        if lambdas:
+            outputs.append("lambdaDeployCargoArtifacts = lambdaDeps;")
         outputs += [
-            f'deploy-lambda-{h} = mk "{h}-0.1.0" [deps] "mkdir $out; echo zip > $out/bootstrap.zip";' for h in lambdas
+            f'deploy-lambda-{h} = mk "deploy-lambda-{h}" [(crate "lambda-{h}-0.1.0" lambdaDeps "echo {h} > $out")] "mkdir $out; echo zip > $out/bootstrap.zip";'
+            for h in lambdas
         ]
         if broken:
-            outputs.append('broken = mk "broken-0.1.0" [deps] "for i in $(seq 1 30); do echo log line $i; done; exit 3";')
+            outputs.append('broken = crate "broken-0.1.0" deps "for i in $(seq 1 30); do echo log line $i; done; exit 3";')
         if slow_pidfile is not None:
             outputs.append(f'slow = mk "slow-0.1.0" [] "echo $$ > {slow_pidfile}; exec sleep 60";')
-        bindings = ['vendor = mk "vendor-cargo-deps" [] "echo vendored > $out";']
-        bindings.append('deps = mk "workspace-deps-0.0.0" [vendor] "echo compiled > $out";')
         write_plain_flake(root, system, salt=salt, bindings=bindings, outputs=outputs, prelude=f"echo building ${{name}}; sleep {sleep}; ")
         subprocess.run(["git", "init", "-q"], cwd=root, check=True)
         subprocess.run(["git", "add", "-A"], cwd=root, check=True)
