@@ -153,7 +153,8 @@ def test_a_rebuilt_closure_is_counted_and_named_with_its_cause(fresh: Fresh) -> 
     generate.run_init(fresh.staged.flake)
     subprocess.run(["git", "add", "-A"], cwd=fresh.staged.flake, check=True)
 
-    report, err = nixcrate_build(fresh, "api")
+    summary = fresh.staged.flake.parent / "summary.md"
+    report, err = nixcrate_build(fresh, "--summary-file", str(summary), "api")
     s = states(report)
     compiling = {d["name"]: d["state"] for d in report["derivations"] if d["group"] == "compile"}
     assert compiling == {"api-0.3.1": "built", "deploy-deps-0.0.0": "built"}
@@ -167,3 +168,13 @@ def test_a_rebuilt_closure_is_counted_and_named_with_its_cause(fresh: Fresh) -> 
     assert note["previous_drv"] == before["drv"]
     assert note["changes"] == [{"kind": "settings", "text": f'env NIXCRATE_TEST_RUN "{old}" -> "{new}"'}]
     assert f'note: deployCargoArtifacts was built, not reused: changed since its last build here: settings: env NIXCRATE_TEST_RUN "{old}" -> "{new}"' in err
+
+    # The tables (the terminal's have the same rows): the headline one lists the two cargo
+    # builds, by the names users know; -v's every derivation, crane's hooks among them.
+    headline, every = summary.read_text().split("<details>")
+    rows = [ln for ln in headline.splitlines() if ln.startswith("| `")]
+    assert rows[0].startswith("| `api-0.3.1` | compile | built | local | ")
+    assert rows[1].startswith("| `deployCargoArtifacts` | compile | built | local | ")
+    assert len(rows) == 2
+    assert "| `inheritCargoArtifactsHook` | other | present | store |  | " in every
+    assert "**cargo builds: 0 of 2 reused (0%): built 2 (" in headline
