@@ -59,7 +59,7 @@ def shown_argv(argv: Sequence[str]) -> list[str]:
             shown.append(arg)
         elif run == ECHOED_STORE_PATHS + 1:
             rest = 1 + next((i for i, a in enumerate(argv[n + 1 :]) if not _STORE_PATH.search(a)), len(argv) - n - 1)
-            shown.append(f"...({rest} more store paths)")
+            shown.append(f"...({rest} more store path{'s' if rest > 1 else ''})")
     return shown
 
 

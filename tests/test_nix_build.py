@@ -391,6 +391,15 @@ def test_ctrl_c_stops_nix_and_exits_130(store: Path, system: str, request: pytes
         os.kill(builder, 0)  # nix took its builder down with it
 
 
+def test_v_echoes_a_long_list_of_store_paths_cut_to_its_first_ones() -> None:
+    """-v echoed every store path nix's queries take (230 on the example): the first three,
+    then how many more, each run of paths cut apart; the other arguments kept."""
+    paths = [f"/nix/store/{c * 32}-p{c}" for c in "abcdefg"]
+    argv = ["nix", "path-info", "--json", *paths, "--option", "x", "y", *paths[:3], "/nix/store/" + "h" * 32 + "-last.drv^*"]
+    assert runner.shown_argv(argv) == ["nix", "path-info", "--json", *paths[:3], "...(4 more store paths)", "--option", "x", "y", *paths[:3], "...(1 more store path)"]
+    assert runner.shown_argv(["nix", "build", *paths[:3]]) == ["nix", "build", *paths[:3]]
+
+
 def test_query_args_keep_evaluation_and_settings_flags_with_their_arguments() -> None:
     extra = ["--rebuild", "--override-input", "nixpkgs", "path:/x", "--keep-going", "--option", "substituters", "file:///c", "--impure", "-L"]
     args = nix.QueryArgs.of(extra)

@@ -178,3 +178,7 @@ def test_a_rebuilt_closure_is_counted_and_named_with_its_cause(fresh: Fresh) -> 
     assert len(rows) == 2
     assert "| `inheritCargoArtifactsHook` | other | present | store |  | " in every
     assert "**cargo builds: 0 of 2 reused (0%): built 2 (" in headline
+    # -v's echoes: the queries' hundreds of store paths cut to three and a count
+    echoes = [ln for ln in err.splitlines() if ln.startswith("$ ")]
+    assert max(ln.count("/nix/store/") for ln in echoes) <= 3
+    assert any(re.search(r"'\.\.\.\(\d{2,} more store paths\)'", ln) for ln in echoes), echoes
