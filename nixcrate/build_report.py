@@ -732,10 +732,8 @@ class BuildTracker:
         return tuple(sorted(paths | set(self.fetches)))
 
     def report(self, run: BuildRun, infos: dict[str, PathInfo]) -> BuildReport:
-        from nixcrate.closure_reuse import output_name  # noqa: PLC0415 - after the build
-
         requested = {store_name(drv): name for name, drv in self.plan.outputs}
-        items = [self._item(drv, run, infos, output_name, requested) for drv in self._walk()]
+        items = [self._item(drv, run, infos, requested) for drv in self._walk()]
         covered = {p for drv in self.plan.derivations.values() for p in drv.out_paths}
         for path, fetch in self.fetches.items():
             if path not in covered:  # a runtime dependency of something fetched
@@ -754,14 +752,12 @@ class BuildTracker:
                 outputs.append(OutputPath(output, main, bootstrap))
         return BuildReport(tuple(items), tuple(outputs), run.returncode, run.interrupted, tuple(self.errors), frozenset(self.plan.roots))
 
-    def _item(
-        self, drv: str, run: BuildRun, infos: dict[str, PathInfo], output_name: Callable[[str, dict[str, str]], str], requested: dict[str, str]
-    ) -> Item:
+    def _item(self, drv: str, run: BuildRun, infos: dict[str, PathInfo], requested: dict[str, str]) -> Item:
         derivation = self.plan.derivations.get(drv)
         name = derivation.name if derivation else store_name(drv)
         paths = derivation.out_paths if derivation else ()
         group = group_of(name, fixed_output=bool(derivation and derivation.fixed_output), compiles=bool(derivation and derivation.compiles))
-        closure = output_name(name, requested) if derivation is not None and derivation.deps_only else None
+        closure = _closure_output(name, requested) if derivation is not None and derivation.deps_only else None
         valid_now = bool(paths) and all(p in infos for p in paths)
         size = sum(infos[p].nar_size for p in paths) if valid_now else None
         seconds: float | None = None
@@ -792,6 +788,14 @@ class BuildTracker:
         else:
             state = State.PRESENT if valid_now else State.NOT_BUILT
         return Item(name, drv, state, group, seconds, size, cache, closure, machine, log_tail)
+
+
+def _closure_output(name: str, requested: dict[str, str]) -> str:
+    # Imported only when the report has a deps closure: closure_reuse's imports (hashlib,
+    # drv_diff) took 11-27 ms between nix's exit and the report, on builds without one too.
+    from nixcrate.closure_reuse import output_name  # noqa: PLC0415
+
+    return output_name(name, requested)
 
 
 def _elapsed(start: float, end: float | None) -> float | None:

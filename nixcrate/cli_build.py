@@ -9,6 +9,7 @@ after the plan, which the default --max-jobs depends on. What is not needed to s
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -107,11 +108,11 @@ def build_command(
 def _with_closures(report: BuildReport, plan: nix.BuildPlan, err: Console) -> BuildReport:
     """The report with a note per deps closure (why one was not reused); the closures met
     are remembered for the next build's notes (`closure_reuse`)."""
-    from nixcrate import closure_reuse  # noqa: PLC0415 - after the build
-
     closures = [(i.closure or i.name, i.name, i.drv, str(i.state)) for i in report.closure_items()]
     if not closures:
         return report
+    from nixcrate import closure_reuse  # noqa: PLC0415 - after the build, and only for a closure
+
     path = closure_reuse.state_file()
     memory = closure_reuse.load(path)
     notes = closure_reuse.explain(closures, flake=plan.flake, system=plan.system, memory=memory, settings=plan.settings)
@@ -164,7 +165,9 @@ class _Display:
     of imports), the echo and the plan's queries wait for the end of it and run beside the
     builds. On a busy 2-core machine, running them while nix evaluated delayed its first
     build by ~0.1 s (measured with strace timestamps). Held-back lines keep the time they
-    were read.
+    were read, and the display is opened in a thread of its own while lines are still read
+    and held: opened on the reading thread, the imports (0.1-0.4 s on a loaded machine) left
+    nix's next lines in the pipe, and a build starting then was timed short by as much.
     """
 
     def __init__(
@@ -189,24 +192,43 @@ class _Display:
         self._interval = interval
         self._held: list[tuple[str, float]] = []
         self._progress: Progress | None = None
+        self._lock = threading.Lock()  # between the reading thread and the opening one
+        self._opener: threading.Thread | None = None
         self._present: nix.PathInfoQuery | None = None
         self._interrupted = False
 
     def interrupt(self) -> None:
         """Ctrl-C: builds that end from now on were stopped, not built."""
         self._interrupted = True
+        opener = self._opener
+        if opener is not None:  # the lines it replays came before the Ctrl-C
+            opener.join()
         if self._progress is not None:
             self._progress.tracker.interrupt()
 
     def feed(self, line: str) -> None:
-        if self._progress is not None:
-            self._progress.feed(line)
-            return
-        self._held.append((line, time.time()))
-        if nix.starts_work(line):
-            self.open()
+        at = time.time()
+        with self._lock:
+            progress = self._progress
+            if progress is None:
+                self._held.append((line, at))
+                if self._opener is None and nix.starts_work(line):
+                    self._opener = threading.Thread(target=self._open, name="nixcrate-display", daemon=True)
+                    self._opener.start()
+                return
+        progress.feed(line, at)
 
     def open(self) -> BuildTracker:
+        """The tracker, once the display and the plan are started (here, if no line started
+        work: nix exited first, an evaluation error or nothing to do)."""
+        opener = self._opener
+        if opener is not None and opener is not threading.current_thread():
+            opener.join()
+        self._open()
+        assert self._progress is not None
+        return self._progress.tracker
+
+    def _open(self) -> None:
         """Start the display and the plan, once; replay the lines held back."""
         if self._progress is None:
             from nixcrate import console  # noqa: PLC0415 - see the class docstring
@@ -226,11 +248,12 @@ class _Display:
                 assert self._plan is not None
                 self._set_plan(tracker, self._plan)
             live = self._live and console.out.is_terminal and console.err.is_terminal
-            self._progress = self._stack.enter_context(Progress(tracker, console.err, live=live, interval=self._interval))
-            held, self._held = self._held, []
-            for line, at in held:
-                self._progress.feed(line, at)
-        return self._progress.tracker
+            progress = self._stack.enter_context(Progress(tracker, console.err, live=live, interval=self._interval))
+            with self._lock:  # the lines read meanwhile, then the display takes them
+                for line, at in self._held:
+                    progress.feed(line, at)
+                self._held = []
+                self._progress = progress
 
     def _set_plan(self, tracker: BuildTracker, plan: nix.BuildPlan) -> None:
         """Give the tracker its plan, and ask the size of what was present while nix builds."""
