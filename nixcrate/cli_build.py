@@ -9,6 +9,7 @@ after the plan, which the default --max-jobs depends on. What is not needed to s
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,10 @@ from nixcrate.errors import BuildFailed, Interrupted, NixcrateError, error_summa
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from nixcrate.build_report import BuildTracker, Progress
+    from rich.console import Console
+
+    from nixcrate.build_progress import Progress
+    from nixcrate.build_report import BuildReport, BuildTracker
 
 
 @click.command("build", context_settings={"ignore_unknown_options": True})
@@ -31,7 +35,15 @@ if TYPE_CHECKING:
 @click.option("--max-jobs", type=click.IntRange(min=1), help="Builds at once [default: as many as can run, at most the cores].")
 @click.option("--cores", type=click.IntRange(min=1), help="Threads per build [default: cores / max-jobs].")
 @click.option("--low-priority", is_flag=True, help="Run nix under 'nice -n 19' and 'ionice -c 3'.")
-@click.option("-v", "--verbose", is_flag=True, help="Echo commands and the parallelism chosen.")
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Off a terminal (CI logs), a status line every SECONDS (0: none).",
+    metavar="SECONDS",
+)
+@click.option("-v", "--verbose", is_flag=True, help="List every derivation; echo commands and the parallelism chosen.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[OUTPUT]... [-- NIX_ARGS]...")
 def build_command(
     args: tuple[str, ...],
@@ -41,6 +53,7 @@ def build_command(
     max_jobs: int | None,
     cores: int | None,
     low_priority: bool,
+    progress_interval: float,
     verbose: bool,
 ) -> None:
     """Build [OUTPUT]... of the flake (default: every service and handler) and report what was
@@ -59,7 +72,7 @@ def build_command(
         runner.which("ionice")
     build, plan, planner, note = _start(flake, outputs, extra, max_jobs=max_jobs, cores=cores, low_priority=low_priority)
     with contextlib.ExitStack() as stack:
-        display = _Display(stack, build, plan, planner, live=not as_json, verbose=verbose, note=note)
+        display = _Display(stack, build, plan, planner, live=not as_json, verbose=verbose, note=note, interval=progress_interval)
         run = build.follow(display.feed, display.interrupt)
         display.open()  # nix may exit before its first build: an evaluation error, or nothing to do
 
@@ -70,13 +83,14 @@ def build_command(
     tracker = display.planned(run)
     succeeded = run.returncode == 0 and not run.interrupted
     infos = nix.path_info_after_build(tracker.paths_to_query(), known=display.present_infos(), succeeded=succeeded, settings=tracker.plan.settings)
-    report = tracker.report(run, infos)
+    report = _with_closures(tracker.report(run, infos), tracker.plan, console.err)
 
     if as_json:
         console.out.print(report.json_text(), markup=False, highlight=False, soft_wrap=True)
         report.print_failures(console.err)
+        report.print_notes(console.err)
     else:
-        report.print(console.out, console.err)
+        report.print(console.out, console.err, verbose=verbose)
     if summary_file is not None:
         with summary_file.open("a", encoding="utf-8") as f:
             f.write(report.markdown())
@@ -89,6 +103,26 @@ def build_command(
         failed = [i.name for i in report.items if i.state == "failed"]
         what = f": {', '.join(failed)} failed" if failed else (f": {error_summary(report.errors[-1])}" if report.errors else "")
         raise BuildFailed(f"nix build exited with status {run.returncode}{what}", run.returncode)
+
+
+def _with_closures(report: BuildReport, plan: nix.BuildPlan, err: Console) -> BuildReport:
+    """The report with a note per deps closure (why one was not reused); the closures met
+    are remembered for the next build's notes (`closure_reuse`)."""
+    closures = [(i.closure or i.name, i.name, i.drv, str(i.state)) for i in report.closure_items()]
+    if not closures:
+        return report
+    from nixcrate import closure_reuse  # noqa: PLC0415 - after the build, and only for a closure
+
+    path = closure_reuse.state_file()
+    memory = closure_reuse.load(path)
+    notes = closure_reuse.explain(closures, flake=plan.flake, system=plan.system, memory=memory, settings=plan.settings)
+    try:
+        closure_reuse.remember(path, plan.flake, plan.system, notes)
+    except NixcrateError as exc:
+        from rich.markup import escape  # noqa: PLC0415
+
+        err.print(f"[yellow]warning:[/yellow] {escape(exc.message)}", soft_wrap=True)
+    return report.with_closures(notes)
 
 
 def _start(
@@ -131,7 +165,9 @@ class _Display:
     of imports), the echo and the plan's queries wait for the end of it and run beside the
     builds. On a busy 2-core machine, running them while nix evaluated delayed its first
     build by ~0.1 s (measured with strace timestamps). Held-back lines keep the time they
-    were read.
+    were read, and the display is opened in a thread of its own while lines are still read
+    and held: opened on the reading thread, the imports (0.1-0.4 s on a loaded machine) left
+    nix's next lines in the pipe, and a build starting then was timed short by as much.
     """
 
     def __init__(
@@ -144,6 +180,7 @@ class _Display:
         live: bool,
         verbose: bool,
         note: str,
+        interval: float,
     ) -> None:
         self._stack = stack
         self._build = build
@@ -152,30 +189,51 @@ class _Display:
         self._live = live
         self._verbose = verbose
         self._note = note
+        self._interval = interval
         self._held: list[tuple[str, float]] = []
         self._progress: Progress | None = None
+        self._lock = threading.Lock()  # between the reading thread and the opening one
+        self._opener: threading.Thread | None = None
         self._present: nix.PathInfoQuery | None = None
         self._interrupted = False
 
     def interrupt(self) -> None:
         """Ctrl-C: builds that end from now on were stopped, not built."""
         self._interrupted = True
+        opener = self._opener
+        if opener is not None:  # the lines it replays came before the Ctrl-C
+            opener.join()
         if self._progress is not None:
             self._progress.tracker.interrupt()
 
     def feed(self, line: str) -> None:
-        if self._progress is not None:
-            self._progress.feed(line)
-            return
-        self._held.append((line, time.time()))
-        if nix.starts_work(line):
-            self.open()
+        at = time.time()
+        with self._lock:
+            progress = self._progress
+            if progress is None:
+                self._held.append((line, at))
+                if self._opener is None and nix.starts_work(line):
+                    self._opener = threading.Thread(target=self._open, name="nixcrate-display", daemon=True)
+                    self._opener.start()
+                return
+        progress.feed(line, at)
 
     def open(self) -> BuildTracker:
+        """The tracker, once the display and the plan are started (here, if no line started
+        work: nix exited first, an evaluation error or nothing to do)."""
+        opener = self._opener
+        if opener is not None and opener is not threading.current_thread():
+            opener.join()
+        self._open()
+        assert self._progress is not None
+        return self._progress.tracker
+
+    def _open(self) -> None:
         """Start the display and the plan, once; replay the lines held back."""
         if self._progress is None:
             from nixcrate import console  # noqa: PLC0415 - see the class docstring
-            from nixcrate.build_report import BuildTracker, Progress  # noqa: PLC0415
+            from nixcrate.build_progress import Progress  # noqa: PLC0415
+            from nixcrate.build_report import BuildTracker  # noqa: PLC0415
 
             if self._verbose:
                 self._build.echo()
@@ -190,11 +248,12 @@ class _Display:
                 assert self._plan is not None
                 self._set_plan(tracker, self._plan)
             live = self._live and console.out.is_terminal and console.err.is_terminal
-            self._progress = self._stack.enter_context(Progress(tracker, console.err, live=live))
-            held, self._held = self._held, []
-            for line, at in held:
-                self._progress.feed(line, at)
-        return self._progress.tracker
+            progress = self._stack.enter_context(Progress(tracker, console.err, live=live, interval=self._interval))
+            with self._lock:  # the lines read meanwhile, then the display takes them
+                for line, at in self._held:
+                    progress.feed(line, at)
+                self._held = []
+                self._progress = progress
 
     def _set_plan(self, tracker: BuildTracker, plan: nix.BuildPlan) -> None:
         """Give the tracker its plan, and ask the size of what was present while nix builds."""

@@ -93,6 +93,7 @@ class Derivation:
     inputs: tuple[str, ...]  # input .drv paths, sorted
     fixed_output: bool  # a source fetch: its output hash is known in advance
     compiles: bool = False  # a crane cargo build (closure, package, check): see `compiles_crates`
+    deps_only: bool = False  # a crane deps closure (buildDepsOnly's CRANE_BUILD_DEPS_ONLY)
 
     @property
     def out_paths(self) -> tuple[str, ...]:
@@ -307,6 +308,7 @@ def parse_derivations(shown: Mapping[str, object]) -> dict[str, Derivation]:
             inputs=tuple(sorted(raw.get("inputDrvs", {}))),
             fixed_output=any("hash" in o for o in outputs.values()),
             compiles=compiles_crates(env),
+            deps_only=compiles_crates(env) and "CRANE_BUILD_DEPS_ONLY" in env,
         )
     return result
 
@@ -322,9 +324,14 @@ def compiles_crates(env: Mapping[str, object]) -> bool:
 
 
 def show_derivations(drv_paths: Sequence[str], settings: Sequence[str] = ()) -> dict[str, Derivation]:
+    return parse_derivations(show_derivations_json(drv_paths, settings))
+
+
+def show_derivations_json(drv_paths: Sequence[str], settings: Sequence[str] = ()) -> dict[str, dict[str, object]]:
+    """`nix show-derivation -r`: every .drv of the closures of drv_paths, as nix prints it."""
     shown = _nix_json(["nix", "show-derivation", *settings, "-r", *drv_paths])
     assert isinstance(shown, dict)
-    return parse_derivations(shown)
+    return shown
 
 
 def invalid_paths(paths: Sequence[str], settings: Sequence[str] = ()) -> frozenset[str]:

@@ -8,6 +8,7 @@ ToolNotFound when the program is missing, CommandFailed with the tail of stderr.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -34,9 +35,32 @@ INSTALL_HINTS = {
 
 def echo(argv: Sequence[str]) -> None:
     if VERBOSE:
-        from nixcrate.console import err  # noqa: PLC0415 - rich only when echoing
+        from rich.markup import escape  # noqa: PLC0415 - rich only when echoing
 
-        err.print(f"[dim]$ {shlex.join(argv)}[/dim]")
+        from nixcrate.console import err  # noqa: PLC0415
+
+        err.print(f"[dim]$ {escape(shlex.join(shown_argv(argv)))}[/dim]", soft_wrap=True)
+
+
+# Store paths past which an echoed command line lists only how many more it has: nix's
+# queries take hundreds (every output of a build's closure), which no one reads.
+ECHOED_STORE_PATHS = 3
+_STORE_PATH = re.compile(r"/store/[0-9a-z]{32}-")
+
+
+def shown_argv(argv: Sequence[str]) -> list[str]:
+    """argv as echoed: a run of more than ECHOED_STORE_PATHS store paths is cut to its first
+    ones and `...(N more store paths)`."""
+    shown: list[str] = []
+    run = 0
+    for n, arg in enumerate(argv):
+        run = run + 1 if _STORE_PATH.search(arg) else 0
+        if run <= ECHOED_STORE_PATHS:
+            shown.append(arg)
+        elif run == ECHOED_STORE_PATHS + 1:
+            rest = 1 + next((i for i, a in enumerate(argv[n + 1 :]) if not _STORE_PATH.search(a)), len(argv) - n - 1)
+            shown.append(f"...({rest} more store path{'s' if rest > 1 else ''})")
+    return shown
 
 
 def which(program: str) -> str:

@@ -25,6 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ.setdefault("HARNESS_CACHE", f"{tempfile.gettempdir()}/crane-eval-harness-{os.environ['PYTEST_XDIST_WORKER']}")
 
+# `nixcrate build` remembers each closure's last .drv under $XDG_STATE_HOME (closure_reuse):
+# the tests' builds write theirs to a folder of this session, never the user's.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="nixcrate-test-state-")
+
 # The same Nix settings scripts/test exports, so a bare `pytest` behaves like CI:
 # flakes on, no sandbox, no substituter (there is no network).
 os.environ.setdefault(

@@ -28,9 +28,9 @@ from nixcrate.build_report import (
     State,
     Stop,
     group_of,
-    is_deps_closure,
     parse_line,
 )
+from nixcrate.closure_reuse import output_name
 from nixcrate.errors import UsageError
 from nixcrate.nix import (
     BuildPlan,
@@ -112,19 +112,76 @@ def test_every_captured_line_parses(scenario: str) -> None:
 
 def test_closure_built_from_nothing() -> None:
     _, report, notices = replay("closure-built")
-    assert states(report) == {"vendor-cargo-deps": State.BUILT, "workspace-deps-0.0.0": State.BUILT}
-    assert [i.group for i in report.items] == [Group.SOURCE, Group.BUILD]
-    assert report.deps_closure_reused is False
-    assert notices[0] == "building vendor-cargo-deps"
+    assert states(report) == {"vendor-cargo-deps": State.BUILT, "inheritCargoArtifactsHook": State.BUILT, "deploy-deps-0.0.0": State.BUILT}
+    # the cargo builds first, then the hooks and wrappers, then the sources
+    assert [(i.name, i.group) for i in report.items] == [
+        ("deploy-deps-0.0.0", Group.COMPILE),
+        ("inheritCargoArtifactsHook", Group.OTHER),
+        ("vendor-cargo-deps", Group.SOURCE),
+    ]
+    assert [i.closure for i in report.closure_items()] == ["deployCargoArtifacts"]
+    assert "building vendor-cargo-deps" in notices
     assert all(i.seconds is not None and i.seconds > 0 for i in report.items)
+    assert {i.machine for i in report.items} == {"local"}
 
 
 def test_one_service_on_a_present_closure() -> None:
     _, report, _ = replay("one-service-built")
-    assert states(report) == {"api-0.1.0": State.BUILT, "workspace-deps-0.0.0": State.PRESENT}
-    assert report.deps_closure_reused is True
-    assert report.cache_reuse == 0.5
-    assert report.summary() == "built 1 (%.1f s), fetched 0, present 1; cache reuse 50%% (1/2); deps closure reused" % report.built_seconds
+    assert states(report) == {
+        "api-0.1.0": State.BUILT,
+        "deploy-deps-0.0.0": State.PRESENT,
+        "inheritCargoArtifactsHook": State.PRESENT,
+        "vendor-cargo-deps": State.PRESENT,
+    }
+    assert report.cache_reuse == 0.5  # of the two cargo builds; the hook and the vendoring do not count
+    seconds = report.built_seconds
+    assert report.summary() == (
+        f"cargo builds: 1 of 2 reused (50%): built 1 ({seconds:.1f} s), fetched 0, present 1; "
+        f"all 4 derivations: built 1 ({seconds:.1f} s), fetched 0, present 3; closures: deployCargoArtifacts reused"
+    )
+
+
+def test_reuse_counts_the_cargo_builds_not_the_hooks_around_a_rebuilt_closure() -> None:
+    """The handlers' closure rebuilt, its hooks and sources present: counting every
+    derivation (as nixcrate once did) called that mostly reused."""
+    _, report, _ = replay("parallel-built")
+    compiling = {i.name: i.state for i in report.compiling}
+    assert compiling["lambda-deploy-deps-0.0.0"] is State.BUILT
+    assert report.cache_reuse == 1 / 5  # the services' closure only
+    reused_of_all = (report.count(State.PRESENT) + report.count(State.FETCHED)) / len(report.items)
+    assert reused_of_all > report.cache_reuse
+    doc = json.loads(report.json_text())
+    assert doc["summary"]["cache_reuse"] == 0.2
+    assert doc["summary"]["compiling"] == doc["summary"]["compiling"] | {"total": 5, "built": 4, "present": 1, "reused": 0.2}
+    assert doc["summary"]["total"] == 8
+    assert "cargo builds: 1 of 5 reused (20%)" in report.summary()
+    assert "closures: deployCargoArtifacts reused, lambdaDeployCargoArtifacts built" in report.summary()
+
+
+def test_a_remote_builder_is_named_for_what_it_built() -> None:
+    """A real ssh-ng builder (sshd on 127.0.0.1, capture.py): the cargo builds went there,
+    the preferLocalBuild hook and vendoring stayed here. The remote nix's own activities
+    (a local build of the same .drv, its own Builds counter) are part of the one build."""
+    tracker, report, notices = replay("remote-built")
+    machine = {i.name: i.machine for i in report.items}
+    remote = next(m for m in machine.values() if m and m.startswith("ssh-ng://"))
+    assert remote.startswith("ssh-ng://root@127.0.0.1?remote-program=")
+    assert machine == {"api-0.1.0": remote, "deploy-deps-0.0.0": remote, "inheritCargoArtifactsHook": "local", "vendor-cargo-deps": "local"}
+    assert set(states(report).values()) == {State.BUILT}
+    assert "built 2 (" in report.summary() and "2 on ssh-ng://root@127.0.0.1)" in report.summary()
+    assert "building deploy-deps-0.0.0 on ssh-ng://root@127.0.0.1" in notices
+    assert notices.count("building api-0.1.0 on ssh-ng://root@127.0.0.1") == 1  # not again for the remote's own activity
+    assert tracker.running == []
+    assert tracker.builds[report.items[0].drv].log  # its log lines came through the remote's activity
+    doc = json.loads(report.json_text())
+    by_name = {d["name"]: d for d in doc["derivations"]}
+    assert by_name["api-0.1.0"]["built_on"] == remote
+    assert by_name["vendor-cargo-deps"]["built_on"] == "local"
+    assert doc["summary"]["built_on"] == {"local": 2, remote: 2}
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115, PTH123
+    report.print(console, console)
+    row = next(line for line in console.export_text().splitlines() if line.startswith("api-0.1.0"))
+    assert "ssh-ng://root@127.0.0.1" in row and "remote-program" not in row
 
 
 def test_all_present() -> None:
@@ -136,16 +193,22 @@ def test_all_present() -> None:
 
 def test_parallel_builds_all_end() -> None:
     tracker, report, _ = replay("parallel-built")
-    assert states(report) == dict.fromkeys(["billing-0.1.0", "ingest-0.1.0", "worker-0.1.0"], State.BUILT) | {
-        "workspace-deps-0.0.0": State.PRESENT
-    }
+    built = ["billing-0.1.0", "lambda-ingest-0.1.0", "worker-0.1.0", "lambda-deploy-deps-0.0.0", "deploy-lambda-ingest"]
+    present = ["deploy-deps-0.0.0", "inheritCargoArtifactsHook", "vendor-cargo-deps"]
+    assert states(report) == dict.fromkeys(built, State.BUILT) | dict.fromkeys(present, State.PRESENT)
     assert tracker.running == []
-    assert tracker.done == tracker.expected == 3
+    assert tracker.done == tracker.expected == 5
+    assert tracker.compiling_done == tracker.compiling_expected == 4
 
 
 def test_failed_build_keeps_its_log_tail() -> None:
     tracker, report, notices = replay("failed")
-    assert states(report) == {"broken-0.1.0": State.FAILED, "workspace-deps-0.0.0": State.PRESENT}
+    assert states(report) == {
+        "broken-0.1.0": State.FAILED,
+        "deploy-deps-0.0.0": State.PRESENT,
+        "inheritCargoArtifactsHook": State.PRESENT,
+        "vendor-cargo-deps": State.PRESENT,
+    }
     (broken,) = (i for i in report.items if i.state is State.FAILED)
     assert broken.log_tail == tuple(f"log line {i}" for i in range(6, 31))
     assert "failed broken-0.1.0" in notices
@@ -176,26 +239,69 @@ def test_json_and_table_are_deterministic_whatever_the_item_order(seed: int) -> 
         r.print(console, console)
         return console.export_text()
 
-    # sources first, then by name: not the order the tracker meets them (a walk by .drv path)
-    order = [(i.group is not Group.SOURCE, i.name) for i in report.items]
+    # cargo builds first, sources last, then by name: not the order the tracker meets them
+    # (a walk by .drv path)
+    order = [(list(Group).index(i.group), i.name) for i in report.items]
     assert order == sorted(order)
     assert [i.name for i in again.items] == [i.name for i in report.items]
     assert again.json_text() == report.json_text()
     assert render(again) == render(report)
-    assert json.loads(report.json_text())["summary"]["built"] == 3
+    assert json.loads(report.json_text())["summary"]["built"] == 5
+
+
+def test_the_table_shows_the_cargo_builds_and_v_every_derivation_folded_by_name() -> None:
+    _, report, _ = replay("parallel-built")
+
+    def render(*, verbose: bool) -> list[str]:
+        console = Console(width=160, record=True, file=open("/dev/null", "w"))  # noqa: SIM115, PTH123
+        report.print(console, console, verbose=verbose)
+        return console.export_text().splitlines()
+
+    short = render(verbose=False)
+    # the cargo builds, by the closures' output names, and the requested zip
+    assert [ln.split()[0] for ln in short if ln.split() and ln.split()[0] in {i.closure or i.name for i in report.items}] == [
+        "billing-0.1.0",
+        "deployCargoArtifacts",
+        "lambdaDeployCargoArtifacts",
+        "lambda-ingest-0.1.0",
+        "worker-0.1.0",
+        "deploy-lambda-ingest",
+    ]
+    assert not any(ln.startswith(("inheritCargoArtifactsHook", "vendor-cargo-deps")) for ln in short)
+    assert "and 2 other derivations (hooks, wrappers, manifests, sources): built 0 (0.0 s), fetched 0, present 2; -v lists them" in short
+    full = render(verbose=True)
+    assert any(ln.startswith("inheritCargoArtifactsHook") and "present" in ln for ln in full)
+    assert any(ln.startswith("vendor-cargo-deps") for ln in full)
+    assert not any("-v lists them" in ln for ln in full)
+    assert not any("/nix/store/" in ln or "/tmp/nixcrate-capture/nix/store/" in ln for ln in full if not ln.startswith(("deploy-lambda-ingest:", "billing:", "worker:")))
+
+
+def test_v_folds_a_name_repeated_in_one_state() -> None:
+    """crane writes one Cargo.toml (and one dummy source) per member: one row each for
+    230 of them is a dump, not a table."""
+    items = tuple(Item("Cargo.toml", f"/s/{n}-Cargo.toml.drv", State.PRESENT, Group.OTHER, None, 100, None) for n in range(7))
+    items += (Item("api-0.1.0", "/s/a.drv", State.BUILT, Group.COMPILE, 2.0, 10, None, machine="local"),)
+    rows = BuildReport(items, (), 0, False, ()).rows(verbose=True)
+    assert [(label, count, size) for label, _, count, _, size in rows] == [("Cargo.toml", 7, 700), ("api-0.1.0", 1, 10)]
 
 
 def test_markdown_table() -> None:
-    item = Item("api-0.1.0", "/s/a.drv", State.FETCHED, Group.BUILD, 1.25, 3 * 1024 * 1024, "https://c.example", False)
-    md = BuildReport((item,), (), 0, False, ()).markdown()
+    item = Item("api-0.1.0", "/s/a.drv", State.FETCHED, Group.COMPILE, 1.25, 3 * 1024 * 1024, "https://c.example")
+    hook = Item("inheritCargoArtifactsHook", "/s/h.drv", State.PRESENT, Group.OTHER, None, 120, None)
+    md = BuildReport((item, hook), (), 0, False, ()).markdown()
     assert md.splitlines()[:5] == [
         "### nixcrate build",
         "",
-        "| derivation | group | state | time | size |",
-        "| --- | --- | --- | --- | --- |",
-        "| `api-0.1.0` | build | fetched from https://c.example | 1.2 s | 3.0 MiB |",
+        "| derivation | group | state | where | time | size |",
+        "| --- | --- | --- | --- | --- | --- |",
+        "| `api-0.1.0` | compile | fetched | https://c.example | 1.2 s | 3.0 MiB |",
     ]
-    assert "**built 0 (0.0 s), fetched 1 from https://c.example, present 0; cache reuse 100% (1/1)**" in md
+    assert (
+        "**cargo builds: 1 of 1 reused (100%): built 0 (0.0 s), fetched 1 from https://c.example, present 0; "
+        "all 2 derivations: built 0 (0.0 s), fetched 1 from https://c.example, present 1**"
+    ) in md
+    folded = md[md.index("<details>") :]
+    assert "| `inheritCargoArtifactsHook` | other | present | store |  | 120 B |" in folded
 
 
 @pytest.mark.parametrize(
@@ -207,19 +313,21 @@ def test_markdown_table() -> None:
         ("serde-1.0.200.crate", False, Group.SOURCE),
         ("source", False, Group.SOURCE),
         ("anything", True, Group.SOURCE),
-        ("workspace-deps-0.0.0", False, Group.BUILD),
-        ("api-0.1.0", False, Group.BUILD),
+        ("deploy-deps-0.0.0", False, Group.OTHER),  # named like a closure, but not a cargo build
+        ("inheritCargoArtifactsHook", False, Group.OTHER),
     ],
 )
 def test_source_group(name: str, fixed: bool, group: Group) -> None:
     assert group_of(name, fixed_output=fixed) is group
+    assert group_of(name, fixed_output=fixed, compiles=True) is Group.COMPILE
 
 
-def test_deps_closure_names() -> None:
-    assert is_deps_closure("workspace-deps-0.0.0", Group.BUILD)
-    assert is_deps_closure("lambdas-deps", Group.BUILD)
-    assert not is_deps_closure("vendor-cargo-deps", Group.SOURCE)
-    assert not is_deps_closure("deps-tool-1.0", Group.BUILD)
+def test_closure_output_names() -> None:
+    assert output_name("deploy-deps-0.0.0") == "deployCargoArtifacts"
+    assert output_name("lambda-deploy-deps-0.0.0") == "lambdaDeployCargoArtifacts"
+    assert output_name("checks-deps-0.0.0") == "checkCargoArtifacts"
+    assert output_name("mine-deps-1.2.0") == "mine-deps-1.2.0"  # someone else's closure: its own name
+    assert output_name("deploy-deps-0.0.0", {"deploy-deps-0.0.0": "myArtifacts"}) == "myArtifacts"
 
 
 @pytest.mark.parametrize(

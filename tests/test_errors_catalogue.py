@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import os
 import re
 import shutil
@@ -230,6 +231,12 @@ CASES: dict[str, Case] = {
     "summary-file-directory-missing": Case({}, args=("build", "--flake", "{root}", "--summary-file", "{root}/missing/summary.md", "api"), runner="nix-build"),
     "build-failed": Case({}, args=("build", "--flake", "{root}", "broken"), runner="nix-build"),
     "interrupted": Case({}, args=("build", "--flake", "{root}", "slow"), runner="nix-interrupt"),
+    # nixcrate build's notes on a deps closure it built: each case's earlier build is in `before_build`
+    "closure-not-reused-first": Case({}, args=("build", "--flake", "{root}", "api"), runner="nix-build", env=(("XDG_STATE_HOME", "{root}/../state"),)),
+    "closure-not-reused-changed": Case({}, args=("build", "--flake", "{root}", "api"), runner="nix-build", env=(("XDG_STATE_HOME", "{root}/../state"),)),
+    "closure-not-reused-collected": Case({}, args=("build", "--flake", "{root}", "deployCargoArtifacts"), runner="nix-build", env=(("XDG_STATE_HOME", "{root}/../state"),)),
+    "closure-not-reused-unknown": Case({}, args=("build", "--flake", "{root}", "api"), runner="nix-build", env=(("XDG_STATE_HOME", "{root}/../state"),)),
+    "closure-memory-unwritable": Case({}, args=("build", "--flake", "{root}", "api"), runner="nix-build", env=(("XDG_STATE_HOME", "{root}/flake.nix"),)),
     "manifest-is-a-directory": Case({"Cargo.toml": None, "Cargo.toml/keep": ""}),
     "dependency-features-wrong-type": Case(
         {
@@ -341,6 +348,29 @@ def nix_flake(root: Path, request: pytest.FixtureRequest) -> dict[str, str]:
     return env
 
 
+def before_build(ident: str, root: Path, env: dict[str, str], request: pytest.FixtureRequest) -> None:
+    """What a closure note needs done first: an earlier build, then a change."""
+    from test_nix_build import FakeCraneFlake  # noqa: PLC0415
+
+    def build(*outputs: str) -> None:
+        code, stderr = run_subprocess([sys.executable, "-m", "nixcrate.cli", "build", "--flake", str(root), *outputs], env)
+        assert code == 0, stderr
+
+    system = subprocess.run(["nix", "eval", "--raw", "--impure", "--expr", "builtins.currentSystem"], env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+    if ident == "closure-not-reused-changed":
+        build("api")
+        FakeCraneFlake(root, system, f"{request.node.name}-changed", closure_env={"NIXCRATE_TEST": "changed"})
+    elif ident == "closure-not-reused-collected":
+        build("deployCargoArtifacts")
+        out = subprocess.run(["nix", "eval", "--raw", f"{root}#deployCargoArtifacts.outPath"], env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+        subprocess.run(["nix-store", "--delete", out], env={**os.environ, **env}, capture_output=True, check=True)
+    elif ident == "closure-not-reused-unknown":
+        gone = f"{env['NIX_STORE_DIR']}/{'0' * 32}-deploy-deps-0.0.0.drv"
+        memory = Path(env["XDG_STATE_HOME"]) / "nixcrate" / "closures.json"
+        memory.parent.mkdir(parents=True)
+        memory.write_text(json.dumps({"version": 1, "flakes": {f"{root}#{system}": {"deploy-deps-0.0.0": gone}}}))
+
+
 def _default_sigint() -> None:
     # A shell's background job (`cmd &`) starts with SIGINT ignored, and Python then never
     # turns Ctrl-C into KeyboardInterrupt: the CLI would not see the SIGINT sent below.
@@ -388,6 +418,8 @@ def test_catalogued_error(ident: str, tmp_path: Path, request: pytest.FixtureReq
         pytest.skip("nix is not installed")
     if case.runner.startswith("nix") and case.runner != "nix-cli":
         env = {**nix_flake(root, request), **env}
+        if ident.startswith("closure-not-reused-"):
+            before_build(ident, root, env, request)
     if case.runner in ("nix-old", "nix-garbled"):
         # FakeNix 2.3 (no `nix eval --expr`), or a nix whose --version is not a version
         version = "nix (Nix) 2.3.16" if case.runner == "nix-old" else "nix wrapper: see https://example.com"

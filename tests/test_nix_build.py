@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import shutil
 import signal
 import subprocess
@@ -20,6 +23,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from fake_flakes import write_plain_flake
+from remote_builder import RemoteBuilder, remote_builder_missing
 
 from nixcrate import nix, runner
 from nixcrate.cli_build import build_command
@@ -47,11 +51,16 @@ def isolated_env(root: Path, config: str = NIX_CONFIG) -> dict[str, str]:
 
 
 class FakeCraneFlake:
-    """A double of a generated crane flake: the same output names, plain derivations.
+    """A double of a generated crane flake: the same output names, plain derivations with
+    the variables crane sets (so the plan tells its cargo builds from the rest).
 
-    `vendor-cargo-deps` <- `workspace-deps-0.0.0` (deployCargoArtifacts) <- services and
-    `deploy-lambda-<name>` (with a bootstrap.zip), plus optional `broken` (fails after 30
-    log lines) and `slow` (sleeps, writes its pid to pidfile).
+    `vendor-cargo-deps` <- `deploy-deps-0.0.0` (deployCargoArtifacts, a deps closure) <-
+    services; `lambda-deploy-deps-0.0.0` (lambdaDeployCargoArtifacts) <- `lambda-<name>` <-
+    `deploy-lambda-<name>` (a zip, not a cargo build); a setup hook beside them. Plus
+    optional `broken` (fails after 30 log lines) and `slow` (sleeps, writes its pid to
+    pidfile). `closure_env` goes into the services' closure's environment, as nixcrate.toml's
+    `[services] env` does; `prefer_local` marks the vendoring and the hook preferLocalBuild
+    (as nixpkgs' small derivations are), so that a remote builder gets the cargo builds only.
     """
 
     def __init__(
@@ -65,24 +74,36 @@ class FakeCraneFlake:
         sleep: float = 0,
         broken: bool = False,
         slow_pidfile: Path | None = None,
+        closure_env: dict[str, str] | None = None,
+        prefer_local: bool = False,
     ) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        local = " preferLocalBuild = true;" if prefer_local else ""
+        env = "".join(f" {k} = {json.dumps(v)};" for k, v in sorted((closure_env or {}).items()))
+        bindings = [
+            f'vendor = mkWith "vendor-cargo-deps" [] "echo vendored > $out" {{{local} }};',
+            f'hook = mkWith "inheritCargoArtifactsHook" [] "echo hook > $out" {{{local} }};',
+            f'deps = mkWith "deploy-deps-0.0.0" [vendor hook] "echo compiled > $out" {{ cargoVendorDir = vendor; CRANE_BUILD_DEPS_ONLY = "1";{env} }};',
+            'lambdaDeps = mkWith "lambda-deploy-deps-0.0.0" [vendor hook] "echo compiled > $out" { cargoVendorDir = vendor; CRANE_BUILD_DEPS_ONLY = "1"; };',
+            'crate = name: closure: script: mkWith name [closure hook] script { cargoVendorDir = vendor; cargoArtifacts = closure; };',
+        ]
         outputs = ["deployCargoArtifacts = deps;"]
         # A service's output has what a real one has: a directory, an executable, a symlink.
         outputs += [
-            f'{s} = mk "{s}-0.1.0" [deps] "mkdir -p $out/bin; echo {s} > $out/bin/{s}; chmod +x $out/bin/{s}; ln -s bin/{s} $out/main";'
+            f'{s} = crate "{s}-0.1.0" deps "mkdir -p $out/bin; echo {s} > $out/bin/{s}; chmod +x $out/bin/{s}; ln -s bin/{s} $out/main";'
             for s in services
         ]
+        if lambdas:
+            outputs.append("lambdaDeployCargoArtifacts = lambdaDeps;")
         outputs += [
-            f'deploy-lambda-{h} = mk "{h}-0.1.0" [deps] "mkdir $out; echo zip > $out/bootstrap.zip";' for h in lambdas
+            f'deploy-lambda-{h} = mk "deploy-lambda-{h}" [(crate "lambda-{h}-0.1.0" lambdaDeps "echo {h} > $out")] "mkdir $out; echo zip > $out/bootstrap.zip";'
+            for h in lambdas
         ]
         if broken:
-            outputs.append('broken = mk "broken-0.1.0" [deps] "for i in $(seq 1 30); do echo log line $i; done; exit 3";')
+            outputs.append('broken = crate "broken-0.1.0" deps "for i in $(seq 1 30); do echo log line $i; done; exit 3";')
         if slow_pidfile is not None:
             outputs.append(f'slow = mk "slow-0.1.0" [] "echo $$ > {slow_pidfile}; exec sleep 60";')
-        bindings = ['vendor = mk "vendor-cargo-deps" [] "echo vendored > $out";']
-        bindings.append('deps = mk "workspace-deps-0.0.0" [vendor] "echo compiled > $out";')
         write_plain_flake(root, system, salt=salt, bindings=bindings, outputs=outputs, prelude=f"echo building ${{name}}; sleep {sleep}; ")
         subprocess.run(["git", "init", "-q"], cwd=root, check=True)
         subprocess.run(["git", "add", "-A"], cwd=root, check=True)
@@ -98,6 +119,7 @@ def system() -> str:
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key, value in isolated_env(tmp_path).items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the closures' memory, per test
     monkeypatch.setattr(runner, "VERBOSE", False)
     return tmp_path
 
@@ -132,18 +154,26 @@ def test_built_then_present_then_fetched_from_cache(store: Path, system: str, re
 
     code, first, err = build("--flake", str(flake.root))
     assert code == 0, err
-    assert states(first) == {
-        "api-0.1.0": "built",
-        "billing-0.1.0": "built",
-        "ingest-0.1.0": "built",
-        "worker-0.1.0": "built",
-        "workspace-deps-0.0.0": "built",
-        "vendor-cargo-deps": "built",
-    }
-    assert [d["group"] for d in first["derivations"]][0] == "source"  # vendoring listed apart, first
+    assert states(first) == dict.fromkeys(
+        [
+            "api-0.1.0",
+            "billing-0.1.0",
+            "lambda-ingest-0.1.0",
+            "deploy-lambda-ingest",
+            "worker-0.1.0",
+            "deploy-deps-0.0.0",
+            "lambda-deploy-deps-0.0.0",
+            "inheritCargoArtifactsHook",
+            "vendor-cargo-deps",
+        ],
+        "built",
+    )
+    assert [d["group"] for d in first["derivations"]][-1] == "source"  # vendoring listed apart, last
     assert first["summary"]["cache_reuse"] == 0
+    assert first["summary"]["compiling"]["total"] == 6
     assert_sizes_are_nix_nar_sizes(first)
-    assert first["summary"]["deps_closure_reused"] is False
+    assert {c["output"]: c["reused"] for c in first["closures"]} == {"deployCargoArtifacts": False, "lambdaDeployCargoArtifacts": False}
+    assert {c["reason"] for c in first["closures"]} == {"first"}
     outputs = {o["output"]: o for o in first["outputs"]}
     assert sorted(outputs) == ["api", "billing", "deploy-lambda-ingest", "worker"]  # no deployCargoArtifacts
     assert Path(outputs["deploy-lambda-ingest"]["bootstrap_zip"]).read_text() == "zip\n"
@@ -162,9 +192,11 @@ def test_built_then_present_then_fetched_from_cache(store: Path, system: str, re
     code, third, _ = build("--flake", str(flake.root), "--", "--option", "substituters", cache, "--option", "require-sigs", "false")
     assert code == 0
     # Fetched outputs need nothing below them: the deps closure is not even looked at.
-    assert states(third) == dict.fromkeys(["api-0.1.0", "billing-0.1.0", "ingest-0.1.0", "worker-0.1.0"], "fetched")
+    assert states(third) == dict.fromkeys(["api-0.1.0", "billing-0.1.0", "deploy-lambda-ingest", "worker-0.1.0"], "fetched")
     assert {d["cache"] for d in third["derivations"]} == {cache}
     assert third["summary"]["fetched_from"] == {cache: 4}
+    assert third["summary"]["cache_reuse"] == 1  # 3 cargo builds fetched (the zip is not one)
+    assert third["summary"]["compiling"]["total"] == 3
     assert_sizes_are_nix_nar_sizes(third)
 
 
@@ -214,12 +246,13 @@ def test_one_service_reuses_the_deps_closure(store: Path, system: str, request: 
     flake = FakeCraneFlake(store / "flake", system, salt_of(request))
     code, closure, _ = build("--flake", str(flake.root), "deployCargoArtifacts")
     assert code == 0
-    assert states(closure) == {"workspace-deps-0.0.0": "built", "vendor-cargo-deps": "built"}
+    assert states(closure) == {"deploy-deps-0.0.0": "built", "inheritCargoArtifactsHook": "built", "vendor-cargo-deps": "built"}
 
-    code, doc, _ = build("--flake", str(flake.root), "api")
+    code, doc, err = build("--flake", str(flake.root), "api")
     assert code == 0
-    assert states(doc) == {"api-0.1.0": "built", "workspace-deps-0.0.0": "present"}
-    assert doc["summary"]["deps_closure_reused"] is True
+    assert states(doc) == {"api-0.1.0": "built", "deploy-deps-0.0.0": "present", "inheritCargoArtifactsHook": "present", "vendor-cargo-deps": "present"}
+    assert [(c["output"], c["reused"]) for c in doc["closures"]] == [("deployCargoArtifacts", True)]
+    assert "note:" not in err
     assert doc["summary"]["cache_reuse"] == 0.5
     assert [o["output"] for o in doc["outputs"]] == ["api"]
 
@@ -234,7 +267,7 @@ def test_failed_derivation_prints_its_log_tail_and_nix_status(store: Path, syste
     tail = [line.strip() for line in result.stderr.splitlines() if "> log line" in line]
     assert tail == [f"> log line {i}" for i in range(6, 31)]  # the last 25 lines
     assert "failed" in result.stdout  # the table
-    assert "built 2" in result.stdout  # the closure below it did build
+    assert "cargo builds: 0 of 2 reused (0%): built 1 (" in result.stdout  # the closure below it did build
 
 
 def test_summary_file_appends_markdown_and_verbose_prints_parallelism(
@@ -247,10 +280,13 @@ def test_summary_file_appends_markdown_and_verbose_prints_parallelism(
     assert result.exit_code == 0, result.output
     text = summary.read_text()
     assert text.startswith("earlier step\n### nixcrate build\n")
-    assert "| `worker-0.1.0` | build | built |" in text
+    assert "| `worker-0.1.0` | compile | built | local |" in text
     assert "--max-jobs 1 --cores" in result.stderr  # a chain: one build at a time
     assert "worker: " in result.stdout
-    assert "cache reuse 0% (0/3); deps closure not reused" in result.stdout
+    assert "cargo builds: 0 of 2 reused (0%)" in result.stdout
+    assert "closures: deployCargoArtifacts built" in result.stdout
+    assert "note: deployCargoArtifacts was built, not reused: no binary cache had it" in result.stderr
+    assert "- deployCargoArtifacts was built, not reused: no binary cache had it" in text
 
 
 def test_outputs_and_max_jobs_start_nix_before_the_plan(store: Path, system: str, request: pytest.FixtureRequest) -> None:
@@ -262,18 +298,28 @@ def test_outputs_and_max_jobs_start_nix_before_the_plan(store: Path, system: str
     assert ["nix", "show-derivation"] in echoed
     assert "--max-jobs 2 --cores" in err
     # The plan read validity while nix built: what nix built is still reported built.
-    assert states(doc) == {
-        "api-0.1.0": "built",
-        "ingest-0.1.0": "built",
-        "workspace-deps-0.0.0": "built",
-        "vendor-cargo-deps": "built",
+    assert set(states(doc)) == {
+        "api-0.1.0",
+        "deploy-lambda-ingest",
+        "lambda-ingest-0.1.0",
+        "deploy-deps-0.0.0",
+        "lambda-deploy-deps-0.0.0",
+        "inheritCargoArtifactsHook",
+        "vendor-cargo-deps",
     }
-    assert all(d["seconds"] >= 0.5 for d in doc["derivations"])
+    assert set(states(doc).values()) == {"built"}
+    assert all(d["seconds"] >= 0.5 for d in doc["derivations"]), str([(d["name"], d["seconds"]) for d in doc["derivations"]])
     assert sorted(o["output"] for o in doc["outputs"]) == ["api", "deploy-lambda-ingest"]
 
     code, doc, _ = build("--flake", str(flake.root), "--max-jobs", "1", "api", "worker")
     assert code == 0
-    assert states(doc) == {"api-0.1.0": "present", "worker-0.1.0": "built", "workspace-deps-0.0.0": "present"}
+    assert states(doc) == {
+        "api-0.1.0": "present",
+        "worker-0.1.0": "built",
+        "deploy-deps-0.0.0": "present",
+        "inheritCargoArtifactsHook": "present",
+        "vendor-cargo-deps": "present",
+    }
 
 
 def test_unknown_output_with_max_jobs_stops_nix_and_names_the_closest(store: Path, system: str, request: pytest.FixtureRequest) -> None:
@@ -345,8 +391,229 @@ def test_ctrl_c_stops_nix_and_exits_130(store: Path, system: str, request: pytes
         os.kill(builder, 0)  # nix took its builder down with it
 
 
+def test_v_echoes_a_long_list_of_store_paths_cut_to_its_first_ones() -> None:
+    """-v echoed every store path nix's queries take (230 on the example): the first three,
+    then how many more, each run of paths cut apart; the other arguments kept."""
+    paths = [f"/nix/store/{c * 32}-p{c}" for c in "abcdefg"]
+    argv = ["nix", "path-info", "--json", *paths, "--option", "x", "y", *paths[:3], "/nix/store/" + "h" * 32 + "-last.drv^*"]
+    assert runner.shown_argv(argv) == ["nix", "path-info", "--json", *paths[:3], "...(4 more store paths)", "--option", "x", "y", *paths[:3], "...(1 more store path)"]
+    assert runner.shown_argv(["nix", "build", *paths[:3]]) == ["nix", "build", *paths[:3]]
+
+
 def test_query_args_keep_evaluation_and_settings_flags_with_their_arguments() -> None:
     extra = ["--rebuild", "--override-input", "nixpkgs", "path:/x", "--keep-going", "--option", "substituters", "file:///c", "--impure", "-L"]
     args = nix.QueryArgs.of(extra)
     assert args.evaluation == ("--override-input", "nixpkgs", "path:/x", "--option", "substituters", "file:///c", "--impure")
     assert args.settings == ("--option", "substituters", "file:///c")
+
+
+# --------------------------------------------------------------------------- closures not reused
+
+
+def closure(doc: dict, output: str = "deployCargoArtifacts") -> dict:
+    return next(c for c in doc["closures"] if c["output"] == output)
+
+
+def notes(stderr: str) -> list[str]:
+    return [line.removeprefix("note: ") for line in stderr.splitlines() if line.startswith("note: ")]
+
+
+def test_a_closure_rebuilt_after_a_settings_change_names_the_change(store: Path, system: str, request: pytest.FixtureRequest) -> None:
+    salt = salt_of(request)
+    flake = FakeCraneFlake(store / "flake", system, salt, closure_env={"NIXCRATE_TEST": "one"})
+    code, first, err = build("--flake", str(flake.root), "api")
+    assert code == 0, err
+    assert closure(first)["reason"] == "first"
+    assert notes(err) == [
+        "deployCargoArtifacts was built, not reused: no binary cache had it, and no earlier build of it is recorded on this machine "
+        "to compare with: push it to a binary cache your builds use (nixcrate ci's warm-deps jobs do) so that they fetch it"
+    ]
+
+    FakeCraneFlake(store / "flake", system, salt, closure_env={"NIXCRATE_TEST": "two"})  # as after an edit of [services] env
+    code, second, err = build("--flake", str(flake.root), "api")
+    assert code == 0, err
+    assert states(second)["deploy-deps-0.0.0"] == "built"
+    assert states(second)["inheritCargoArtifactsHook"] == "present"
+    note = closure(second)
+    assert (note["reason"], note["previous_drv"]) == ("changed", closure(first)["drv"])
+    assert note["changes"] == [{"kind": "settings", "text": 'env NIXCRATE_TEST "one" -> "two"'}]
+    assert notes(err) == [
+        'deployCargoArtifacts was built, not reused: changed since its last build here: settings: env NIXCRATE_TEST "one" -> "two": '
+        "expected after such a change; later builds reuse it until they change again"
+    ]
+    assert second["summary"]["cache_reuse"] == 0  # the closure and api; the hook and vendoring do not count
+
+    FakeCraneFlake(store / "flake", system, salt, closure_env={"NIXCRATE_TEST": "one"})  # back: the first closure is present
+    code, third, err = build("--flake", str(flake.root), "deployCargoArtifacts")
+    assert code == 0, err
+    assert (closure(third)["state"], closure(third)["reused"], closure(third)["reason"]) == ("present", True, None)
+    assert notes(err) == []
+
+
+def test_a_closure_whose_output_was_collected_says_so(store: Path, system: str, request: pytest.FixtureRequest) -> None:
+    flake = FakeCraneFlake(store / "flake", system, salt_of(request), lambdas=())
+    code, first, _ = build("--flake", str(flake.root), "deployCargoArtifacts")
+    assert code == 0
+    (out,) = [o["path"] for o in first["outputs"]]
+    subprocess.run(["nix-store", "--delete", out], check=True, capture_output=True)
+    code, second, err = build("--flake", str(flake.root), "deployCargoArtifacts")
+    assert code == 0
+    drv = closure(second)["drv"]
+    assert (closure(second)["reason"], closure(second)["previous_drv"]) == ("collected", drv)
+    assert notes(err) == [
+        "deployCargoArtifacts was built, not reused: same derivation as its last build here, but its output had been garbage-collected "
+        f"and no binary cache had it: keep it with a GC root (nix-store --add-root <link> --realise {drv}) or push it to a binary cache"
+    ]
+
+
+def test_a_closure_whose_last_derivation_was_collected_cannot_be_compared(
+    store: Path, system: str, request: pytest.FixtureRequest
+) -> None:
+    flake = FakeCraneFlake(store / "flake", system, salt_of(request), lambdas=())
+    # What nixcrate remembers after a build whose .drv has since been garbage-collected.
+    gone = f"{store}/nix/store/{'0' * 32}-deploy-deps-0.0.0.drv"
+    memory = store / "state" / "nixcrate" / "closures.json"
+    memory.parent.mkdir(parents=True)
+    memory.write_text(json.dumps({"version": 1, "flakes": {f"{flake.root}#{system}": {"deploy-deps-0.0.0": gone}}}))
+    code, doc, err = build("--flake", str(flake.root), "deployCargoArtifacts")
+    assert code == 0
+    assert (closure(doc)["reason"], closure(doc)["previous_drv"]) == ("unknown", gone)
+    assert notes(err) == [
+        f"deployCargoArtifacts was built, not reused: its derivation changed, and the one of its last build here ({gone}) has been "
+        "garbage-collected, so what changed cannot be told: the next rebuild will name the change"
+    ]
+    assert json.loads(memory.read_text())["flakes"][f"{flake.root}#{system}"]["deploy-deps-0.0.0"] == closure(doc)["drv"]
+
+
+def test_a_damaged_memory_is_replaced_not_an_error(store: Path, system: str, request: pytest.FixtureRequest) -> None:
+    flake = FakeCraneFlake(store / "flake", system, salt_of(request), lambdas=())
+    memory = store / "state" / "nixcrate" / "closures.json"
+    memory.parent.mkdir(parents=True)
+    memory.write_text("{not json")
+    code, doc, err = build("--flake", str(flake.root), "deployCargoArtifacts")
+    assert code == 0, err
+    assert closure(doc)["reason"] == "first"
+    assert json.loads(memory.read_text())["version"] == 1
+
+
+def test_an_unwritable_memory_is_a_warning(store: Path, system: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    flake = FakeCraneFlake(store / "flake", system, salt_of(request), lambdas=())
+    (store / "state-file").write_text("a file where a directory should be")
+    monkeypatch.setenv("XDG_STATE_HOME", str(store / "state-file"))
+    code, _, err = build("--flake", str(flake.root), "deployCargoArtifacts")
+    assert code == 0
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("warning: ")]
+    assert line.startswith(f"warning: {store}/state-file/nixcrate/closures.json: cannot record the closures built (")
+    assert line.endswith("the next rebuild of a closure cannot say what changed; fix its permissions, or set XDG_STATE_HOME to a writable directory")
+
+
+# --------------------------------------------------------------------------- a remote builder
+
+
+def test_a_real_remote_builder_is_named_for_what_it_built(store: Path, system: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nix's `builders`, an ssh-ng:// machine: sshd on 127.0.0.1 with a nix-daemon and a
+    store of its own behind it (tests/remote_builder.py). The cargo builds go there; the
+    vendoring and the hook, preferLocalBuild, are built here."""
+    missing = remote_builder_missing()
+    if missing:
+        pytest.skip(missing)
+    builder = RemoteBuilder(store / "builder", str(store / "nix/store"), system)
+    try:
+        for key, value in builder.env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("NIX_CONFIG", NIX_CONFIG + builder.nix_config())
+        flake = FakeCraneFlake(store / "flake", system, salt_of(request), services=("api",), lambdas=(), prefer_local=True)
+        summary = store / "summary.md"
+        code, doc, err = build("--flake", str(flake.root), "--summary-file", str(summary), "api")
+        assert code == 0, err
+        where = {d["name"]: d["built_on"] for d in doc["derivations"]}
+        assert where == {
+            "api-0.1.0": builder.uri,
+            "deploy-deps-0.0.0": builder.uri,
+            "inheritCargoArtifactsHook": "local",
+            "vendor-cargo-deps": "local",
+        }
+        assert doc["summary"]["compiling"]["built_on"] == {builder.uri: 2}
+        assert "building deploy-deps-0.0.0 on ssh-ng://root@127.0.0.1" in err
+        assert (store / "builder/remote-store/store").is_dir()  # built there, then copied back
+        assert set(states(doc).values()) == {"built"}
+        text = summary.read_text()  # the table as the terminal's: the machine without its query
+        assert "| `api-0.1.0` | compile | built | ssh-ng://root@127.0.0.1 |" in text
+        assert "| `vendor-cargo-deps` | source | built | local |" in text
+        assert "**cargo builds: 0 of 2 reused (0%): built 2 (" in text and ", 2 on ssh-ng://root@127.0.0.1)" in text
+    finally:
+        builder.stop()
+
+
+# --------------------------------------------------------------------------- progress while nix runs
+
+
+def run_on_a_terminal(argv: list[str], env: dict[str, str], timeout: float = 120) -> str:
+    """argv's output with stdout and stderr on a real pseudo-terminal (as in a shell)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its stdin, stdout and stderr are the pty
+        os.chdir(REPO)
+        os.execve(sys.executable, [sys.executable, *argv], env)  # noqa: S606
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out.decode(errors="replace")[-3000:]
+    return out.decode(errors="replace")
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_live_progress_on_a_terminal(store: Path, system: str, request: pytest.FixtureRequest) -> None:
+    """Under a real pty: a block redrawn while nix builds (elapsed time, cargo builds done
+    of total, derivations done of total, what builds now and its last log line), the cargo
+    builds that ended printed above it, then the report."""
+    flake = FakeCraneFlake(store / "flake", system, salt_of(request), services=("api",), lambdas=(), sleep=1.5)
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "150", "LINES": "40", "PYTHONPATH": str(REPO)}
+    env.pop("CI", None)  # rich reads CI and GITHUB_ACTIONS to decide on colours, not on terminals
+    raw = run_on_a_terminal(["-m", "nixcrate.cli", "build", "--flake", str(flake.root), "--max-jobs", "2", "api"], env)
+    assert "\x1b[2K" in raw or "\x1b[1A" in raw, raw[:2000]  # the block is erased and redrawn
+    frames = ANSI.sub("", raw.replace("\r", "\n")).splitlines()
+    headers = [ln for ln in frames if re.match(r"^\d+s cargo builds \d/2 · derivations \d/4", ln)]
+    assert len({h.split()[0] for h in headers}) >= 3, headers  # elapsed time moves: 0s, 1s, 2s...
+    assert any("cargo builds 1/2 · derivations 3/4" in h for h in headers), headers
+    running = [ln for ln in frames if ln.strip().startswith("deploy-deps-0.0.0")]
+    assert any("building deploy-deps-0.0.0" in ln.split("deploy-deps-0.0.0", 1)[1] for ln in running), running  # its log's last line
+    assert any(ln.startswith("built deploy-deps-0.0.0 (") for ln in frames)  # kept above the block
+    assert not any(ln.startswith("building ") for ln in frames)  # the block shows what builds, not a line each
+    assert any(ln.startswith("cargo builds: 0 of 2 reused (0%)") for ln in frames)
+
+
+def test_plain_status_lines_when_not_a_terminal(store: Path, system: str, request: pytest.FixtureRequest) -> None:
+    """Piped (a CI log): a line per cargo build's start and end, a status line every
+    --progress-interval seconds, no line per hook or source, no terminal codes."""
+    flake = FakeCraneFlake(store / "flake", system, salt_of(request), services=("api",), lambdas=(), sleep=1.5)
+    argv = [sys.executable, "-m", "nixcrate.cli", "build", "--flake", str(flake.root), "--max-jobs", "2", "--progress-interval", "0.5", "api"]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    status = [ln for ln in lines if ln.startswith("[")]
+    assert len(status) >= 4, lines
+    # `?` until the plan, read while nix builds, is known; then the counts
+    pattern = re.compile(r"^\[\d+s\] cargo builds (\d/2|\?), derivations \d/(4|\?); (building .+|waiting for nix)$")
+    assert all(pattern.match(ln) for ln in status), status
+    counted = [n for n, ln in enumerate(status) if "cargo builds ?" not in ln]
+    assert len(counted) >= 3 and counted == list(range(counted[0], len(status))), status
+    assert any(re.search(r"building deploy-deps-0\.0\.0 \(\ds: building deploy-deps-0\.0\.0\)", ln) for ln in status), status
+    events = [ln for ln in lines if not ln.startswith(("[", "note: "))]
+    assert events == ["building deploy-deps-0.0.0", events[1], "building api-0.1.0", events[3]], lines
+    assert events[1].startswith("built deploy-deps-0.0.0 (") and events[3].startswith("built api-0.1.0 (")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -111,13 +112,14 @@ def test_first_build_builds_the_closure_then_a_second_service_reuses_it(fresh: F
     s = states(report)
     assert s["deploy-deps-0.0.0"][0] == "built"
     assert s["api-0.3.1"][0] == "built"
-    assert report["summary"]["deps_closure_reused"] is False
+    assert [(c["output"], c["reused"]) for c in report["closures"]] == [("deployCargoArtifacts", False)]
 
     report, _ = nixcrate_build(fresh, "worker")
     s = states(report)
     assert s["deploy-deps-0.0.0"][0] == "present"
     assert s["worker-0.3.1"][0] == "built"
-    assert report["summary"]["deps_closure_reused"] is True
+    assert [(c["output"], c["reused"]) for c in report["closures"]] == [("deployCargoArtifacts", True)]
+    assert report["summary"]["cache_reuse"] == 0.5  # the closure reused, worker built
 
 
 def test_a_file_binary_cache_is_reported_as_fetched(fresh: Fresh, tmp_path: Path) -> None:
@@ -134,3 +136,49 @@ def test_a_file_binary_cache_is_reported_as_fetched(fresh: Fresh, tmp_path: Path
     assert s["api-0.3.1"] == ("fetched", cache)
     assert "deploy-deps-0.0.0" not in s  # not needed: api is substituted whole
     assert Path(out).exists()
+
+
+def test_a_rebuilt_closure_is_counted_and_named_with_its_cause(fresh: Fresh) -> None:
+    """Last in this module (it changes the staged workspace): a new `[services] env` value
+    rebuilds the services' closure and api, and nothing else. Counting every derivation
+    (crane's hooks, Cargo.toml copies, dummy sources, present), this run was "mostly
+    reused"; of its cargo builds, none was."""
+    report, _ = nixcrate_build(fresh, "deployCargoArtifacts")  # this session's nonce's closure, present
+    before = next(c for c in report["closures"] if c["output"] == "deployCargoArtifacts")
+
+    config = fresh.staged.flake / "nixcrate.toml"
+    old = re.search(r'NIXCRATE_TEST_RUN = "(\w+)"', config.read_text()).group(1)
+    new = uuid.uuid4().hex[:12]
+    config.write_text(config.read_text().replace(old, new))
+    generate.run_init(fresh.staged.flake)
+    subprocess.run(["git", "add", "-A"], cwd=fresh.staged.flake, check=True)
+
+    summary = fresh.staged.flake.parent / "summary.md"
+    report, err = nixcrate_build(fresh, "--summary-file", str(summary), "api")
+    s = states(report)
+    compiling = {d["name"]: d["state"] for d in report["derivations"] if d["group"] == "compile"}
+    assert compiling == {"api-0.3.1": "built", "deploy-deps-0.0.0": "built"}
+    assert report["summary"]["cache_reuse"] == 0
+    everything = report["summary"]
+    assert (everything["present"] + everything["fetched"]) / everything["total"] > 0.8  # what "reuse" used to say
+    assert s["inheritCargoArtifactsHook"][0] == "present"
+
+    note = next(c for c in report["closures"] if c["output"] == "deployCargoArtifacts")
+    assert (note["state"], note["reused"], note["reason"]) == ("built", False, "changed")
+    assert note["previous_drv"] == before["drv"]
+    assert note["changes"] == [{"kind": "settings", "text": f'env NIXCRATE_TEST_RUN "{old}" -> "{new}"'}]
+    assert f'note: deployCargoArtifacts was built, not reused: changed since its last build here: settings: env NIXCRATE_TEST_RUN "{old}" -> "{new}"' in err
+
+    # The tables (the terminal's have the same rows): the headline one lists the two cargo
+    # builds, by the names users know; -v's every derivation, crane's hooks among them.
+    headline, every = summary.read_text().split("<details>")
+    rows = [ln for ln in headline.splitlines() if ln.startswith("| `")]
+    assert rows[0].startswith("| `api-0.3.1` | compile | built | local | ")
+    assert rows[1].startswith("| `deployCargoArtifacts` | compile | built | local | ")
+    assert len(rows) == 2
+    assert "| `inheritCargoArtifactsHook` | other | present | store |  | " in every
+    assert "**cargo builds: 0 of 2 reused (0%): built 2 (" in headline
+    # -v's echoes: the queries' hundreds of store paths cut to three and a count
+    echoes = [ln for ln in err.splitlines() if ln.startswith("$ ")]
+    assert max(ln.count("/nix/store/") for ln in echoes) <= 3
+    assert any(re.search(r"'\.\.\.\(\d{2,} more store paths\)'", ln) for ln in echoes), echoes
