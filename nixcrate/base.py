@@ -112,9 +112,7 @@ def existing(root: Path) -> dict[str, str] | None:
     whose data is edited, unreadable or of another format is an error naming it."""
     data = root / BASE_DIR / DATA
     shown = f"{BASE_DIR}/{DATA}"
-    if not data.exists():
-        if (root / BASE_DIR).exists() and any((root / BASE_DIR).iterdir()):
-            raise BaseSnapshotError(f"{shown}: missing, so the snapshot beside it cannot be checked: {FIX}")
+    if not data.exists():  # (copies without it are no snapshot either: init retakes it)
         return None
     if files.state_of(data) is not files.FileState.PRISTINE:
         raise BaseSnapshotError(f"{shown}: edited by hand since nixcrate took the snapshot: {FIX}")
@@ -144,7 +142,7 @@ def _patch_paths(text: str) -> list[str]:
     return [_unquote(p) for p in re.findall(_STRING, block.group(1))] if block else []
 
 
-def check(root: Path, ws: Workspace, recorded: dict[str, str]) -> None:
+def check(root: Path, recorded: dict[str, str]) -> None:
     """Every copy is as recorded, and nothing the snapshot names is gone from the tree."""
     for rel, digest in sorted(recorded.items()):
         copy = root / BASE_DIR / rel
@@ -159,7 +157,6 @@ def check(root: Path, ws: Workspace, recorded: dict[str, str]) -> None:
                 f"{BASE_DIR}/{DATA}: names the patched crate {patch}, which is no longer in the tree "
                 f"(every closure would build from nothing): {FIX}"
             )
-    del ws
 
 
 def moved(root: Path, ws: Workspace) -> tuple[int, int]:

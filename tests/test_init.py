@@ -43,7 +43,7 @@ def test_init_writes_its_files_a_starter_flake_and_keeps_nixcrate_toml(ws: Path)
     for rel in (DATA, LIBRARY, "nix/nixcrate/lambda-package.sh", "nix/nixcrate/lambda-verify.sh"):
         assert (ws / rel).read_text().startswith(HEADER_PREFIX), rel
         assert f"create  {rel}" in out
-    assert "deployCargoArtifacts = craneLib.buildDepsOnly" in (ws / LIBRARY).read_text()
+    assert "deployCargoArtifacts =" in (ws / LIBRARY).read_text()
     flake = (ws / "flake.nix").read_text()
     assert not flake.startswith(HEADER_PREFIX)  # the starter is the user's
     assert "import ./nix/nixcrate" in flake and "create  flake.nix" in out
