@@ -20,7 +20,7 @@ named by `DEBIAN_PACKAGES`). The shape is the one nixcrate is for:
 of some of its crates (`--bump hex=0.4.4`: a copy of hex-0.4.3 whose manifest says 0.4.4),
 for a Renovate-style lock bump that Debian's registry cannot offer. Point `workspace
 --registry` (and crane-build's `CRANE_BUILD_REGISTRY`) at it; `bump_lock()` moves one crate
-of a written workspace's lock to another version, as `cargo update -p NAME --precise V` does.
+of a written workspace's lock to its newest version there (`cargo update -p NAME`).
 
 Imported by benchmarks/incremental.py and benchmarks/cold_build.py.
 """
@@ -317,8 +317,12 @@ def write_registry(dest: Path, bumps: dict[str, str], source: Path = DEBIAN_REGI
 
 
 def bump_lock(root: Path, name: str, version: str, registry: Path) -> None:
-    """`cargo update -p NAME --precise VERSION`, offline against that registry."""
-    cargo(root, registry, "update", "-p", name, "--precise", version)
+    """`cargo update -p NAME`, offline against a registry in which VERSION is NAME's newest
+    (cargo's `--precise` does not move a crate of a directory source)."""
+    cargo(root, registry, "update", "-p", name)
+    lock = tomllib.loads((root / "Cargo.lock").read_text())
+    if not any(p["name"] == name and p["version"] == version for p in lock["package"]):
+        sys.exit(f"fleet: cargo update -p {name} did not move it to {version}: is {version} the newest in {registry}?")
 
 
 def main() -> None:

@@ -370,22 +370,7 @@ let
     inherit (base) crates;
     renamed = base.renamedDependencies;
   };
-  # crates.io never changes a published crate, so where the base and Cargo.lock hold the same
-  # crate (name, version, source) their checksums agree: Cargo.lock's is taken, and the base
-  # serves a lock whose checksums were rewritten as well (a mirror that re-packs crates;
-  # ../shared/crane-build's seeded crates).
-  baseLock =
-    let
-      raw = builtins.fromTOML (builtins.readFile (baseDir + "/Cargo.lock"));
-      id = p: "${p.name} ${p.version} ${p.source or ""}";
-      sums = lib.listToAttrs (
-        map (p: lib.nameValuePair (id p) p.checksum) (lib.filter (p: p ? checksum) lockFile.package)
-      );
-    in
-    raw
-    // {
-      package = map (p: p // lib.optionalAttrs (p ? checksum && sums ? ${id p}) { checksum = sums.${id p}; }) raw.package;
-    };
+  baseLock = builtins.fromTOML (builtins.readFile (baseDir + "/Cargo.lock"));
   baseVendorDir = vendorOf {
     root = baseDir;
     lock = baseLock;
@@ -660,7 +645,7 @@ let
     kind:
     if kept.${kind} && sameManifestBytes then
       {
-        cargoLock = craneLib.writeTOML "Cargo.lock" baseLock;
+        cargoLock = baseDir + "/Cargo.lock";
         cargoVendorDir = baseVendorDir;
       }
     else
