@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import EXAMPLE
 from crane_build import REGISTRY, Result, build_with_registry, crane_build_missing, seed_lock
 
 from nixcrate.cli import cli
@@ -33,6 +34,8 @@ ITOA = "itoa-1.0.1"
 
 
 def _missing() -> str | None:
+    if why := crane_build_missing(EXAMPLE):
+        return why
     if not (REGISTRY / ITOA).is_dir() or not (REGISTRY / "smallvec-1.9.0").is_dir():
         return f"{REGISTRY / ITOA} or smallvec is missing (scripts/test installs librust-itoa-dev, librust-smallvec-dev)"
     if shutil.which("cargo") is None:
