@@ -4,12 +4,13 @@ Everything here rests on cargo's fingerprints of registry crates: a crate read t
 same (stable) vendor path, at the same version, with the same features is fresh and kept;
 one whose path changed is recompiled. A small workspace of Debian's crates (a service on
 serde_json, which depends on itoa, and on `stamp`, a crate made up in the test's registry;
-a handler on smallvec) is built once with its base snapshot, then:
+another on smallvec, a handler on smallvec) is built once with its base snapshot, then:
 
 - itoa 1.0.1 -> 1.0.2 (a made-up release in the test's registry): the services' closure
   compiles itoa and serde_json, its one dependent, and nothing else. It fails the day cargo
-  stops honouring the stable paths (everything recompiled again). The handlers' closure and
-  the handler's zip keep their derivations: the handler reaches neither.
+  stops honouring the stable paths (everything recompiled again). The other service (tool,
+  on smallvec), the handlers' closure and the handler's zip keep their derivations: they
+  reach neither crate.
 - `stamp` changes its content at the same version (an overridden or re-packed source): it is
   recompiled and the service prints the new text. It fails the day a stale artifact is kept
   (a vendor path named by crate and version alone, without the digest of its source).
@@ -51,19 +52,23 @@ pytestmark = [
 ]
 
 FILES = {
-    "Cargo.toml": '[workspace]\nmembers = ["services/app", "lambdas/hook"]\nresolver = "2"\n\n[workspace.package]\nversion = "0.1.0"\nedition = "2021"\n',
+    "Cargo.toml": '[workspace]\nmembers = ["services/app", "services/tool", "lambdas/hook"]\nresolver = "2"\n\n[workspace.package]\nversion = "0.1.0"\nedition = "2021"\n',
     "services/app/Cargo.toml": (
         '[package]\nname = "app"\nversion.workspace = true\nedition.workspace = true\n\n'
         '[dependencies]\nserde_json = "1"\nstamp = "0.1"\n'
     ),
     "services/app/src/main.rs": 'fn main() {\n    println!("{} {}", serde_json::json!([1]), stamp::STAMP);\n}\n',
+    "services/tool/Cargo.toml": (
+        '[package]\nname = "tool"\nversion.workspace = true\nedition.workspace = true\n\n[dependencies]\nsmallvec = "1"\n'
+    ),
+    "services/tool/src/main.rs": 'fn main() {\n    println!("{}", smallvec::SmallVec::<[u8; 1]>::new().len());\n}\n',
     "lambdas/hook/Cargo.toml": (
         '[package]\nname = "hook"\nversion.workspace = true\nedition.workspace = true\n\n[dependencies]\nsmallvec = "1"\n'
     ),
     "lambdas/hook/src/main.rs": 'fn main() {\n    let v: smallvec::SmallVec<[u8; 2]> = smallvec::smallvec![1];\n    println!("{}", v.len());\n}\n',
     "nixcrate.toml": '[members.hook]\nkind = "lambda"\n',
 }
-ATTRS = ["deployCargoArtifacts", "lambdaDeployCargoArtifacts", "app", "deploy-lambda-hook"]
+ATTRS = ["deployCargoArtifacts", "lambdaDeployCargoArtifacts", "app", "tool", "deploy-lambda-hook"]
 
 
 def registry(dest: Path, stamp: str, *, bumped: bool = True) -> Path:
@@ -166,8 +171,8 @@ def test_a_one_crate_bump_recompiles_that_crate_and_its_dependents_only(
     ].third_party
     assert after["app"].third_party == ()
     assert run_app(after["app"]) == "[1] one\n"
-    # the handler reaches neither: its closure and its zip are the very derivations built before
-    for attr in ("lambdaDeployCargoArtifacts", "deploy-lambda-hook"):
+    # tool and the handler reach neither: the very derivations built before (the zip too)
+    for attr in ("tool", "lambdaDeployCargoArtifacts", "deploy-lambda-hook"):
         assert after[attr].drv == before[attr].drv, attr
     print(
         "\nitoa bump: services' closure compiled",

@@ -99,7 +99,7 @@ let
   inCrate = crate: rel: at (if crate.path == "." then rel else "${crate.path}/${rel}");
 
   # Cargo loads every manifest of the workspace even when it builds a single package, so every
-  # source has them. Cargo.lock comes apart, as crane's `cargoLock` (see lockArgs below).
+  # source has them. Cargo.lock comes apart, as crane's `cargoLock` (see buildArgs below).
   manifests = lib.fileset.unions (
     [
       (at "Cargo.toml")
@@ -402,9 +402,10 @@ let
     suffix = "-base";
   };
 
-  # A closure none of whose inputs moved since the base *is* the base closure: the same cargo
-  # command lines, the same third-party lock entries within its members' reach, and the same
-  # manifests (versions aside) for the root and the in-tree crates they compile.
+  # What moved since the base. A build whose inputs did not move can start from the base's
+  # closure, as it did before: the same cargo command line, the same third-party lock entries
+  # within its reach, and the same manifests (versions aside) for the root and the in-tree
+  # crates it compiles.
   manifestOf = path: if path == "." then "Cargo.toml" else "${path}/Cargo.toml";
   # The registry and git entries of a lock reachable from these in-tree crates, sorted. Read
   # from the lock alone, so it counts every feature's dependencies: it may see a move that
@@ -449,20 +450,17 @@ let
   sameConfigs =
     ws.cargoConfigs == base.cargoConfigs
     && lib.all (c: builtins.hashFile "sha256" (at c) == base.files.${c}) ws.cargoConfigs;
-  keeps =
-    kind: names: lines:
-    let
-      crates = lib.unique (lib.concatMap (m: compiledBy { member = m; }) names);
-    in
+  # Whether in-tree crates `roots` (compiling `crates`) see the inputs the base saw.
+  unmoved =
+    { roots, crates }:
     base != null
-    && lines == base.closures.${kind} or null
     && ws.patchPaths == base.patchPaths
     && sameConfigs
     && sameCleanManifest "Cargo.toml" "Cargo.toml"
     && lib.all (
       c: base.crates ? ${c} && sameCleanManifest (manifestOf ws.crates.${c}.path) (manifestOf base.crates.${c})
     ) crates
-    && thirdPartyReach lockFile names == thirdPartyReach baseLock names;
+    && thirdPartyReach lockFile roots == thirdPartyReach baseLock roots;
 
   # Every manifest cargo reads, byte for byte as the base has it: the base lock is then a lock
   # of this very workspace, equal to Cargo.lock within a kept closure's reach.
@@ -627,29 +625,68 @@ let
     suffix = "";
   };
 
+  # A closure none of whose members' inputs moved *is* the base closure.
+  compiledByAll = names: lib.unique (lib.concatMap (m: compiledBy { member = m; }) names);
+  keptClosure =
+    kind: names:
+    base != null
+    && lines.${kind} == base.closures.${kind} or null
+    && unmoved {
+      roots = names;
+      crates = compiledByAll names;
+    };
   kept = {
-    services = keeps "services" (lib.attrNames services) lines.services;
-    lambdas = keeps "lambdas" (lib.attrNames lambdas) lines.lambdas;
-    checks = keeps "checks" (lib.attrNames members) lines.checks;
+    services = keptClosure "services" (lib.attrNames services);
+    lambdas = keptClosure "lambdas" (lib.attrNames lambdas);
+    checks = keptClosure "checks" (lib.attrNames members);
   };
 
   deployCargoArtifacts = if kept.services then baseClosures.deploy else current.deploy;
   lambdaDeployCargoArtifacts = if kept.lambdas then baseClosures.lambda else current.lambda;
   checkCargoArtifacts = if kept.checks then baseClosures.checks else current.checks;
 
-  # The lock (and vendor directory) a package builds with. When its closure is the base's and
-  # every manifest is as the base has it, the base lock is this workspace's lock but for crates
-  # its closure does not reach: building with it keeps the package's derivation (and a
-  # handler's zip) however often the other closures' crates move.
-  lockArgs =
-    kind:
-    if kept.${kind} && sameManifestBytes then
+  # What a package (or check) starts from and builds with. One whose own inputs did not move
+  # starts from the base closure, which holds every artifact it asks for; and when every
+  # manifest is byte for byte the base's, it builds with the base lock, which is this
+  # workspace's lock but for crates the package does not reach. Its derivation (and a
+  # handler's zip) then stays as it was however often other packages' crates move.
+  # Anything else starts from its closure and builds with Cargo.lock.
+  buildArgs =
+    {
+      kind,
+      closure,
+      line,
+      name,
+      crates,
+    }:
+    if base != null && lib.elem line base.closures.${kind} && unmoved {
+      roots = [ name ];
+      inherit crates;
+    } then
       {
-        cargoLock = baseDir + "/Cargo.lock";
-        cargoVendorDir = baseVendorDir;
+        cargoArtifacts = baseClosures.${closure};
       }
+      // (
+        if sameManifestBytes then
+          {
+            cargoLock = baseDir + "/Cargo.lock";
+            cargoVendorDir = baseVendorDir;
+          }
+        else
+          {
+            cargoLock = at "Cargo.lock";
+            inherit cargoVendorDir;
+          }
+      )
     else
       {
+        cargoArtifacts =
+          {
+            deploy = deployCargoArtifacts;
+            lambda = lambdaDeployCargoArtifacts;
+            checks = checkCargoArtifacts;
+          }
+          .${closure};
         cargoLock = at "Cargo.lock";
         inherit cargoVendorDir;
       };
@@ -664,10 +701,15 @@ let
         pname = name;
         version = localVersions.${name};
         cargoExtraArgs = cargoArgs name;
-        cargoArtifacts = deployCargoArtifacts;
         preBuild = removeStaleCmakeState;
       }
-      // lockArgs "services"
+      // buildArgs {
+        kind = "services";
+        closure = "deploy";
+        line = cargoArgs name;
+        inherit name;
+        crates = compiledBy { member = name; };
+      }
       // packageSource {
         crates = compiledBy { member = name; };
         extra = service.extraSrc or [ ];
@@ -691,7 +733,6 @@ let
         pname = "lambda-${name}";
         version = localVersions.${name};
         cargoExtraArgs = cargoArgs name;
-        cargoArtifacts = lambdaDeployCargoArtifacts;
         preBuild = lambdaArgs.preBuild + removeStaleCmakeState;
         buildPhaseCargoCommand = zigbuild name;
         # The binaries are where zigbuild leaves them; crane's build-log install is not used.
@@ -706,7 +747,13 @@ let
         # blank those store paths. Lambda has no /nix/store: no stdenv fixup either.
         dontFixup = true;
       }
-      // lockArgs "lambdas"
+      // buildArgs {
+        kind = "lambdas";
+        closure = "lambda";
+        line = "${cargoArgs name} --target ${zigTarget name}";
+        inherit name;
+        crates = compiledBy { member = name; };
+      }
       // packageSource {
         crates = compiledBy { member = name; };
         extra = handler.extraSrc or [ ];
@@ -771,14 +818,22 @@ let
         pname = name;
         version = localVersions.${name};
         cargoExtraArgs = cargoArgs name;
-        cargoArtifacts = checkCargoArtifacts;
         preBuild = removeStaleCmakeState;
         # closureArgs keeps tests out of deploy builds; checks run them.
         doCheck = true;
         # A check's output is its success, not a copy of target/.
         doInstallCargoArtifacts = false;
       }
-      // lockArgs "checks"
+      // buildArgs {
+        kind = "checks";
+        closure = "checks";
+        line = cargoArgs name;
+        inherit name;
+        crates = compiledBy {
+          member = name;
+          dev = true;
+        };
+      }
       // packageSource {
         crates = compiledBy {
           member = name;
