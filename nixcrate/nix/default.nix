@@ -399,7 +399,6 @@ let
     cargoVendorDir = baseVendorDir;
     lines = base.closures;
     from = null;
-    suffix = "-base";
   };
 
   # What moved since the base. A build whose inputs did not move can start from the base's
@@ -532,7 +531,8 @@ let
   # ------------------------------------------------------------------------ closures
 
   # The deps-only derivations of one snapshot (source, vendor directory, command lines),
-  # starting from the closures `from` (null: from nothing). Built on mkCargoDerivation, as
+  # starting from the closures `from` (null: from nothing). The base's and the current ones
+  # have the same names: which one a package uses is an implementation detail. Built on mkCargoDerivation, as
   # crane's buildDepsOnly forces `cargoArtifacts = null`
   # (https://github.com/ipetkov/crane/issues/924).
   closuresOf =
@@ -541,7 +541,6 @@ let
       cargoVendorDir,
       lines,
       from,
-      suffix,
     }:
     let
       depsOnly =
@@ -550,7 +549,6 @@ let
           args
           // {
             inherit src cargoVendorDir cargoArtifacts;
-            pname = args.pname + suffix;
             pnameSuffix = "-deps";
             doInstallCargoArtifacts = true;
             # Copy inherited artifacts, never link them into the store: a crate recompiled under
@@ -622,7 +620,6 @@ let
     src = closureSrc;
     inherit cargoVendorDir lines;
     from = if base == null then null else baseClosures;
-    suffix = "";
   };
 
   # A closure none of whose members' inputs moved *is* the base closure.
