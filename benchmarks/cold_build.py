@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import fleet  # noqa: E402
-from incremental import run, third_party_lines  # noqa: E402
+from incremental import frozen_nixcrate, nixcrate, run, third_party_lines  # noqa: E402
 
 CORES = int(os.environ.get("CRANE_BUILD_CORES", "2"))
 
@@ -111,6 +111,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     from crane_build import seed_lock  # noqa: PLC0415
 
+    env = frozen_nixcrate(work)
+
     plain = work / "plain"
     written = fleet.write_workspace(plain, a.size)
     ours, naive = work / "nixcrate", work / "naive"
@@ -129,7 +131,7 @@ def main() -> None:
             tag = f"{salt}-{rnd}"
             if who == "nixcrate":
                 (ours / "nixcrate.toml").write_text(toml + f'\n[services]\nenv = {{ BENCH_SALT = "{tag}" }}\n')
-                run([sys.executable, "-m", "nixcrate.cli", "init", "--refresh-base", str(ours)], env={**os.environ, "PYTHONPATH": str(REPO)})
+                nixcrate(env, "init", "--refresh-base", str(ours))
                 wall, cpu, compiled = timed_nix(ours, ["deployCargoArtifacts", *services])
             elif who == "naive":
                 (naive / "flake.nix").write_text(NAIVE.replace("SERVICES", " ".join(f'"{s}"' for s in services)).replace("SALT", tag))

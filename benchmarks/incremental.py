@@ -49,6 +49,20 @@ import fleet  # noqa: E402
 STATUS = re.compile(r"^\s*Compiling (\S+) v(\S+)( \(.+\))?\s*$")
 
 
+def frozen_nixcrate(work: Path) -> dict[str, str]:
+    """An environment running a copy of this checkout's nixcrate, taken now: editing the
+    checkout while a benchmark runs does not change what it generates halfway."""
+    dest = work / "nixcrate-src"
+    if not dest.exists():
+        shutil.copytree(REPO / "nixcrate", dest / "nixcrate", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / "templates", dest / "templates")
+    return {**os.environ, "PYTHONPATH": str(dest)}
+
+
+def nixcrate(env: dict[str, str], *args: str) -> None:
+    run([sys.executable, "-m", "nixcrate.cli", *args], env=env)
+
+
 def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -146,7 +160,7 @@ class Change:
     seeded: Path  # the same, seeded as crane-build seeds it
 
 
-def prepare(work: Path, size: str) -> tuple[Path, Path, fleet.Written, list[Change]]:
+def prepare(work: Path, size: str, env: dict[str, str]) -> tuple[Path, Path, fleet.Written, list[Change]]:
     """The workspace at A (seeded lock, base snapshot), the registry, and the changes B, C."""
     plain = work / "plain"
     written = fleet.write_workspace(plain, size)
@@ -175,7 +189,7 @@ def prepare(work: Path, size: str) -> tuple[Path, Path, fleet.Written, list[Chan
     ws = work / "ws"
     shutil.copytree(plain, ws, ignore=shutil.ignore_patterns("target"))
     shutil.copyfile(seeded["A"], ws / "Cargo.lock")
-    run([sys.executable, "-m", "nixcrate.cli", "init", str(ws)], env={**os.environ, "PYTHONPATH": str(REPO)})
+    nixcrate(env, "init", str(ws))
     changes = [
         Change("hex 0.4.3 -> 0.4.4", locks["B"], seeded["B"]),
         Change("memchr 2.5.0 -> 2.5.1 on top", locks["C"], seeded["C"]),
@@ -183,12 +197,12 @@ def prepare(work: Path, size: str) -> tuple[Path, Path, fleet.Written, list[Chan
     return ws, regs["all"], written, changes
 
 
-def variant(ws: Path, seeded: Path, dest: Path) -> Path:
+def variant(ws: Path, seeded: Path, dest: Path, env: dict[str, str]) -> Path:
     """The workspace with another lock and nothing else: init --check must pass."""
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(ws, dest)
     shutil.copyfile(seeded, dest / "Cargo.lock")
-    run([sys.executable, "-m", "nixcrate.cli", "init", "--check", str(dest)], env={**os.environ, "PYTHONPATH": str(REPO)})
+    nixcrate(env, "init", "--check", str(dest))
     return dest
 
 
@@ -200,7 +214,8 @@ def main() -> None:
     a = ap.parse_args()
     work = a.work or Path(tempfile.mkdtemp(prefix="nixcrate-incremental-"))
     work.mkdir(parents=True, exist_ok=True)
-    ws, registry, written, changes = prepare(work, a.size)
+    env = frozen_nixcrate(work)
+    ws, registry, written, changes = prepare(work, a.size, env)
     services = ["deployCargoArtifacts", *written.services]
     handlers = ["lambdaDeployCargoArtifacts", *(f"deploy-lambda-{b}" for b in written.handler_bins)]
     print(f"{a.size}: {len(written.services)} services, {len(written.handler_bins)} handlers, {len(written.third_party)} third-party crates in the lock")
@@ -220,7 +235,7 @@ def main() -> None:
         for change in changes:
             cargo.at(work / "A.lock")  # back to A (untimed)
             c_secs, c_compiled = cargo.at(change.lock)
-            nix = Nix(variant(ws, change.seeded, work / "variant"))
+            nix = Nix(variant(ws, change.seeded, work / "variant", env))
             n_secs, n_drvs = nix.build(services)
             h_secs, h_drvs = nix.build(handlers)
             compiled = {d: third_party_lines(nix.log(d)) for d in n_drvs + h_drvs if any(k in name_of(d) for k in COMPILING)}
