@@ -287,11 +287,9 @@ let
 
   closureSrc = dummySrcOf {
     root = src;
-    # Without the real lock (mkDummySrc would copy it before putting the normalised one over
-    # it) and without the patched crates, which are copied in whole.
-    fileset = lib.fileset.difference manifests (
-      lib.fileset.unions ([ (at "Cargo.lock") ] ++ map at ws.patchPaths)
-    );
+    # Without the patched crates, which are copied in whole (`manifests` has no Cargo.lock:
+    # mkDummySrc would copy the real one before putting the normalised one over it).
+    fileset = lib.fileset.difference manifests (lib.fileset.unions (map at ws.patchPaths));
     lock = lockFile;
     names = localNames;
     inherit (ws) patchPaths;
