@@ -325,12 +325,20 @@ let
 
   # Cargo's fingerprint of a registry crate holds its source path
   # (https://github.com/ipetkov/crane/issues/249), and crane's vendor directory is a store path
-  # that changes with every lock: each crate would look new after any bump. So every derivation
-  # points cargo at links under $NIX_BUILD_TOP (the same directory in every sandbox), named
-  # after the crate and a digest of its store path: a crate keeps its artifacts until its own
-  # source changes, even at the same version (see the script).
+  # that changes with every lock: each crate would look new after any bump. So every build
+  # links the vendor directory's `stable` twin (one derivation per lock: the crates under
+  # names made of the crate, its version and a digest of its source; see the script) at
+  # $NIX_BUILD_TOP/cargo-vendor, the same path in every sandbox, and cargo reads it there: a
+  # crate keeps its artifacts until its own source changes, even at the same version.
+  vendorArgs = cargoVendorDir: {
+    inherit cargoVendorDir;
+    stableVendorDir = pkgs.runCommandLocal "cargo-vendor-stable" { } ''
+      bash ${./stable-vendor.sh} ${cargoVendorDir} $out
+    '';
+  };
   stableVendorPaths = ''
-    source ${./stable-vendor.sh}
+    ln -sfn "$stableVendorDir" "$NIX_BUILD_TOP/cargo-vendor"
+    sed -i "s|$cargoVendorDir|$NIX_BUILD_TOP/cargo-vendor|g" "$CARGO_HOME/config.toml"
   '';
 
   # ------------------------------------------------------------------------ the base snapshot
@@ -546,7 +554,7 @@ let
         craneLib.mkCargoDerivation (
           args
           // {
-            inherit src cargoVendorDir cargoArtifacts;
+            inherit src cargoArtifacts;
             pnameSuffix = "-deps";
             doInstallCargoArtifacts = true;
             # Copy inherited artifacts, never link them into the store: a crate recompiled under
@@ -558,6 +566,7 @@ let
               CRANE_BUILD_DEPS_ONLY = 1;
             };
           }
+          // vendorArgs cargoVendorDir
         );
       chained = ws.closures.checks.chained;
       deployLines = cargoLines (a: "cargoWithProfile build ${a}") lines.services;
@@ -663,15 +672,9 @@ let
       }
       // (
         if sameManifestBytes then
-          {
-            cargoLock = baseDir + "/Cargo.lock";
-            cargoVendorDir = baseVendorDir;
-          }
+          { cargoLock = baseDir + "/Cargo.lock"; } // vendorArgs baseVendorDir
         else
-          {
-            cargoLock = at "Cargo.lock";
-            inherit cargoVendorDir;
-          }
+          { cargoLock = at "Cargo.lock"; } // vendorArgs cargoVendorDir
       )
     else
       {
@@ -683,8 +686,8 @@ let
           }
           .${closure};
         cargoLock = at "Cargo.lock";
-        inherit cargoVendorDir;
-      };
+      }
+      // vendorArgs cargoVendorDir;
 
   # ------------------------------------------------------------------------ services
 
