@@ -15,13 +15,24 @@
 set -euo pipefail
 vendor="$1" out="$2"
 mkdir -p "$out"
+# A few processes per source, not a few per crate: on a lock of a hundred crates or more the
+# per-crate readlink | sha256sum took a second of every bump's critical path.
+digests="$(mktemp -d)"
 for source in "$vendor"/*/; do
   source="${source%/}"
   dest="$out/${source##*/}"
   mkdir -p "$dest"
-  for crate in "$source"/*; do
-    target="$(readlink -f "$crate")"
-    digest="$(printf %s "$target" | sha256sum | cut -c1-16)"
-    ln -s "$target" "$dest/${crate##*/}-$digest"
+  crates=("$source"/*)
+  [ -e "${crates[0]}" ] || continue
+  mapfile -t targets < <(readlink -f -- "${crates[@]}")
+  for i in "${!targets[@]}"; do
+    printf %s "${targets[i]}" >"$digests/$i"
   done
+  # sha256sum prints its files' digests in the order it is given them.
+  mapfile -t sums < <(cd "$digests" && sha256sum -- $(seq 0 $((${#targets[@]} - 1))) | cut -c1-16)
+  for i in "${!targets[@]}"; do
+    ln -s "${targets[i]}" "$dest/${crates[i]##*/}-${sums[i]}"
+  done
+  rm -f "$digests"/*
 done
+rm -rf "$digests"
