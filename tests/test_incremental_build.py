@@ -14,6 +14,10 @@ another on smallvec, a handler on smallvec) is built once with its base snapshot
 - `stamp` changes its content at the same version (an overridden or re-packed source): it is
   recompiled and the service prints the new text. It fails the day a stale artifact is kept
   (a vendor path named by crate and version alone, without the digest of its source).
+- `label`, a crate the workspace patches in from the tree ([patch] to a path), changes its
+  content at the same version: the service prints the new text. It fails the day a closure
+  inherits the old artifacts without seeing the new source (cargo's fingerprint of a path
+  crate compares file times, and all of the store's are the same).
 """
 
 from __future__ import annotations
@@ -52,12 +56,21 @@ pytestmark = [
 ]
 
 FILES = {
-    "Cargo.toml": '[workspace]\nmembers = ["services/app", "services/tool", "lambdas/hook"]\nresolver = "2"\n\n[workspace.package]\nversion = "0.1.0"\nedition = "2021"\n',
+    "Cargo.toml": (
+        '[workspace]\nmembers = ["services/app", "services/tool", "lambdas/hook"]\nresolver = "2"\n\n'
+        '[workspace.package]\nversion = "0.1.0"\nedition = "2021"\n\n'
+        '[patch.crates-io]\nlabel = { path = "vendor/label" }\n'
+    ),
     "services/app/Cargo.toml": (
         '[package]\nname = "app"\nversion.workspace = true\nedition.workspace = true\n\n'
-        '[dependencies]\nserde_json = "1"\nstamp = "0.1"\n'
+        '[dependencies]\nlabel = "0.1"\nserde_json = "1"\nstamp = "0.1"\n'
     ),
-    "services/app/src/main.rs": 'fn main() {\n    println!("{} {}", serde_json::json!([1]), stamp::STAMP);\n}\n',
+    "services/app/src/main.rs": (
+        'fn main() {\n    println!("{} {} {}", serde_json::json!([1]), stamp::STAMP, label::LABEL);\n}\n'
+    ),
+    # A crate patched in from the tree: the closures compile it from its real source.
+    "vendor/label/Cargo.toml": '[package]\nname = "label"\nversion = "0.1.0"\nedition = "2021"\n',
+    "vendor/label/src/lib.rs": 'pub const LABEL: &str = "first";\n',
     "services/tool/Cargo.toml": (
         '[package]\nname = "tool"\nversion.workspace = true\nedition.workspace = true\n\n[dependencies]\nsmallvec = "1"\n'
     ),
@@ -138,7 +151,7 @@ def first(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[st
     seed_lock(ws / "Cargo.lock", reg, fresh=("stamp-0.1.0",))
     assert CliRunner().invoke(cli, ["init", str(ws)]).exit_code == 0
     results = build(ws, reg)
-    assert run_app(results["app"]) == "[1] one\n"
+    assert run_app(results["app"]) == "[1] one first\n"
     return ws, reg, results
 
 
@@ -170,7 +183,7 @@ def test_a_one_crate_bump_recompiles_that_crate_and_its_dependents_only(
         "deployCargoArtifacts"
     ].third_party
     assert after["app"].third_party == ()
-    assert run_app(after["app"]) == "[1] one\n"
+    assert run_app(after["app"]) == "[1] one first\n"
     # tool and the handler reach neither: the very derivations built before (the zip too)
     for attr in ("tool", "lambdaDeployCargoArtifacts", "deploy-lambda-hook"):
         assert after[attr].drv == before[attr].drv, attr
@@ -189,5 +202,20 @@ def test_a_crate_changed_at_the_same_version_is_recompiled_not_kept_stale(
     seed_lock(ws / "Cargo.lock", reg, fresh=("stamp-0.1.0",))
     check_untouched(ws)
     after = build(ws, reg)
-    assert run_app(after["app"]) == "[1] two\n"  # not the stale "one"
+    assert run_app(after["app"]) == "[1] two first\n"  # not the stale "one"
     assert names(after["deployCargoArtifacts"]) == {"stamp"}, after["deployCargoArtifacts"].third_party
+
+
+def test_a_patched_path_crate_changed_at_the_same_version_is_recompiled_not_kept_stale(
+    first: tuple[Path, Path, dict[str, Result]], tmp_path: Path
+) -> None:
+    """`label` (a [patch] to a path crate) changes its content, not its version. Cargo's
+    fingerprint of a path crate compares file times, and every file in the Nix store has the
+    same one: only a closure that sees the new content compiles it again."""
+    _, reg, _ = first
+    ws = later(first, tmp_path / "ws")
+    (ws / "vendor" / "label" / "src" / "lib.rs").write_text('pub const LABEL: &str = "second";\n')
+    seed_lock(ws / "Cargo.lock", reg, fresh=("stamp-0.1.0",))  # (the test before packed another stamp)
+    check_untouched(ws)
+    after = build(ws, reg)
+    assert run_app(after["app"]) == "[1] one second\n"  # not the stale "first"
