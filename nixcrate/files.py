@@ -156,18 +156,21 @@ def apply(plans: list[PlannedWrite]) -> None:
     for plan in plans:
         remove_stale_temps(plan.path)
         remove_stale_temps(plan.path.with_name(plan.path.name + ".bak"))
+    # The file being written, as the user knows it: an error names it, not the temp file beside it.
+    target = "a generated file"
     try:
         for plan in plans:
             if plan.action in (Action.REPLACE_EDITED, Action.MIGRATE):
+                target = f"{plan.display}.bak"
                 atomic_write(plan.path.with_name(plan.path.name + ".bak"), plan.path.read_bytes())
         for plan in plans:
             if plan.action is not Action.IDENTICAL:
+                target = plan.display
                 atomic_write(plan.path, plan.text)
     except PermissionError as exc:
-        where = Path(exc.filename).parent if exc.filename else "the target directory"
-        raise WriteError(f"{where}: not writable: fix its permissions, or run nixcrate as a user who can write there") from None
+        raise WriteError(f"{target}: cannot write ({exc.strerror}): fix its directory's permissions, or run nixcrate as a user who can write there") from None
     except OSError as exc:
-        raise WriteError(f"{exc.filename or 'a generated file'}: cannot write ({exc.strerror}): free space or fix permissions, then rerun") from None
+        raise WriteError(f"{target}: cannot write ({exc.strerror}): free space or fix permissions, then rerun") from None
 
 
 def check_writable(directory: Path, display: str) -> None:

@@ -20,6 +20,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,6 +240,38 @@ def host_binary(lambda_session: Path, handler_workspace: tuple[Path, Path]) -> P
     )
     assert proc.returncode == 0, proc.stderr
     return target / "release" / PACKAGE
+
+
+# A real ELF needing exactly one glibc minor release above the pin: memfd_create is versioned
+# GLIBC_2.27, and zig links against the symbol versions of the glibc it is given.
+PIN_PLUS_ONE = ("2.27", "memfd_create")
+PIN_PLUS_ONE_C = """\
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <sys/mman.h>
+
+int main(void) {
+    int fd = memfd_create("nixcrate", 0);
+    printf("%d\\n", fd >= 0);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="session")
+def pin_plus_one_binary(lambda_session: Path) -> Path:
+    """An executable zig linked against glibc 2.27: it needs GLIBC_2.27 (for memfd_create)
+    and nothing newer, one minor release above the 2.26 pin."""
+    src = lambda_session / "pin-plus-one.c"
+    src.write_text(PIN_PLUS_ONE_C)
+    out = lambda_session / "pin-plus-one"
+    target = f"x86_64-linux-gnu.{PIN_PLUS_ONE[0]}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ziglang", "cc", "-target", target, "-O1", "-o", str(out), str(src)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return out
 
 
 def package(

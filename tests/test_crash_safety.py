@@ -1,25 +1,25 @@
-"""SIGKILL `nixcrate init` while it writes: every file is the old version or the new one.
+"""SIGKILL `nixcrate init` at every file-changing system call: each file is the old version or the new one.
 
 `init` writes each file to a temp file beside it, fsyncs it and renames it over the target,
 so a kill leaves the target whole. What SIGKILL (which cannot be caught) can leave is the
 temp file itself, `.flake.nix.<random>.tmp`: the next `init` removes temps of that naming
 before it writes (files.remove_stale_temps), and this test checks it does.
 
-To land kills inside the write window instead of in Python's start-up, the child process
-wraps `tempfile.mkstemp`, `os.fsync` and `os.replace` with a short sleep (SLOW_WRITES below,
-this file only: nixcrate itself has no test hook). The kill time is random over the write
-phase: from the first temp file to the end of the run.
+The kills are real and land where they matter: strace runs `nixcrate init` and delivers
+SIGKILL on entry to its k-th call that changes a file (write, fsync, chmod, rename, unlink,
+truncate, ...), for k = 1, 2, ... until a run gets through them all. So every such call of
+the write phase is a kill point, whatever code makes it: a write that truncated and copied
+into the target in place would be killed in the middle of its write and leave it cut short.
+(An earlier version slowed the atomic path's own calls and killed at random times: a write
+that bypassed them was never hit.)
 """
 
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,84 +29,20 @@ from test_errors_catalogue import BASE, member, with_lock, write
 from nixcrate.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
-KILLS = int(os.environ.get("NIXCRATE_CRASH_KILLS", "30"))
-DELAY = 0.02  # seconds, before and after each wrapped call
+# Every system call that changes a file's content, name or mode (opening one is not a
+# change in itself: O_TRUNC is followed by the write that the kill then interrupts).
+CHANGES = "write,pwrite64,writev,pwritev,rename,renameat,renameat2,fsync,fdatasync,fchmod,fchmodat,chmod,unlink,unlinkat,ftruncate,truncate,link,linkat,symlink,symlinkat"
+MAX_KILL_POINTS = 200  # a bound: init makes ~20 such calls here
 
-# A fork server: imports nixcrate once, then for each directory read on stdin forks a child
-# that runs `nixcrate init DIR` with slow writes. It prints "pid N"; the child prints "writing"
-# at its first temp file; after the test's kill, "wait" makes it print "status N".
-FORK_SERVER = """
-import os, sys, tempfile, time
-import jinja2, rich.table
-import nixcrate.generate, nixcrate.flake_gen, nixcrate.lambda_pkg, nixcrate.native  # imported once, not per child
-from nixcrate.cli import cli
-pipe = os.fdopen(os.dup(1), "w", buffering=1)
-def slow(fn):
-    def wrapper(*args, **kwargs):
-        time.sleep(DELAY)
-        result = fn(*args, **kwargs)
-        time.sleep(DELAY)
-        return result
-    return wrapper
-def announced(fn):
-    def wrapper(*args, **kwargs):
-        pipe.write("writing\\n")
-        return fn(*args, **kwargs)
-    return wrapper
-for line in sys.stdin:
-    if line.strip() == "wait":
-        pipe.write(f"status {os.waitpid(pid, 0)[1]}\\n")
-        continue
-    pid = os.fork()
-    if pid == 0:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        os.replace, os.fsync, tempfile.mkstemp = slow(os.replace), slow(os.fsync), slow(announced(tempfile.mkstemp))
-        try:
-            cli.main(["init", line.strip()], prog_name="nixcrate")
-        except SystemExit as exc:
-            os._exit(exc.code or 0)
-        os._exit(0)
-    pipe.write(f"pid {pid}\\n")
-""".replace("DELAY", repr(DELAY))
+needs_strace = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (apt-get install strace)")
 
 
-class ForkServer:
-    def __init__(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", FORK_SERVER], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
-        )
-
-    def start(self, directory: Path) -> int:
-        """Fork `nixcrate init directory`; return its pid once it has started writing."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(f"{directory}\n")
-        self.proc.stdin.flush()
-        pid, writing = 0, False
-        while not (pid and writing):
-            line = self.proc.stdout.readline()
-            assert line, "the fork server died"
-            if line.startswith("pid "):
-                pid = int(line.split()[1])
-            writing = writing or line == "writing\n"
-        return pid
-
-    def wait(self) -> int:
-        """The child's wait status (os.waitpid's)."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("wait\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        while line == "writing\n":  # a second temp file's announcement
-            line = self.proc.stdout.readline()
-        return int(line.split()[1])
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+def init_killed_at(ws: Path, k: int) -> int:
+    """Run `nixcrate init ws`, SIGKILLed on entry to its k-th file-changing call; its exit status."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}  # no .pyc writes: only init's own
+    argv = ["strace", "-f", "-qq", "-o", os.devnull, f"-etrace={CHANGES}", f"-einject={CHANGES}:signal=KILL:when={k}"]
+    proc = subprocess.run([*argv, sys.executable, "-m", "nixcrate.cli", "init", str(ws)], env=env, capture_output=True, text=True, check=False, timeout=120)
+    return proc.returncode
 
 
 GENERATED = Path("nix/nixcrate")
@@ -140,52 +76,39 @@ def old_and_new(tmp_path: Path) -> tuple[Path, dict[str, bytes], dict[str, bytes
     return old, state(old), state(new)
 
 
-def test_sigkill_while_writing_leaves_old_or_new_files_and_the_next_run_cleans_up(
+@needs_strace
+def test_sigkill_at_every_write_leaves_old_or_new_files_and_the_next_run_cleans_up(
     old_and_new: tuple[Path, dict[str, bytes], dict[str, bytes]], tmp_path: Path
 ) -> None:
     old, old_files, new_files = old_and_new
     data = str(GENERATED / "workspace.nix")
     assert old_files[data] != new_files[data] and "nixcrate.toml" not in old_files
-    rng = random.Random(os.environ.get("NIXCRATE_CRASH_SEED", "0"))
-    server = ForkServer()
-    # How long a run takes from its first temp file to exit: the window the kills are spread over.
     ws = tmp_path / "run" / "ws"
-    shutil.copytree(old, ws)
-    server.start(ws)
-    started = time.monotonic()
-    assert os.waitstatus_to_exitcode(server.wait()) == 0
-    window = time.monotonic() - started
-
-    killed = mixed = leftovers = 0
-    seen: dict[tuple[bool, bool], int] = {}
-    for _ in range(KILLS):
-        shutil.rmtree(ws)
+    killed, seen, leftovers = 0, set(), 0
+    for k in range(1, MAX_KILL_POINTS + 1):
+        if ws.exists():
+            shutil.rmtree(ws)
         shutil.copytree(old, ws)
-        pid = server.start(ws)
-        time.sleep(rng.uniform(0, window))
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # a zombie cannot be found... only when already reaped
-        status = server.wait()
-        killed += os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-        files = state(ws)
-        data_ok = files.get(data) in (old_files[data], new_files[data])
-        toml_ok = files.get("nixcrate.toml") in (None, new_files["nixcrate.toml"])
-        mixed += not (data_ok and toml_ok)
-        key = (files.get(data) == new_files[data], "nixcrate.toml" in files)
-        seen[key] = seen.get(key, 0) + 1
+        status = init_killed_at(ws, k)
+        files = {name: content for name, content in state(ws).items() if not Path(name).name.endswith(".tmp")}
+        for name in sorted(old_files.keys() | new_files.keys() | files.keys()):
+            assert files.get(name) in (old_files.get(name), new_files.get(name)), f"kill point {k}: {name} is neither the old file nor the new one"
+        seen.add((files.get(data) == new_files[data], "nixcrate.toml" in files))
         leftovers += bool(temps(ws))
         # the next run finishes the job and leaves no temp behind
         result = CliRunner().invoke(cli, ["init", str(ws)])
         assert result.exit_code == 0, result.output
         assert state(ws) == new_files
         assert temps(ws) == []
-    server.close()
-    print(f"\ncrash safety: {killed} of {KILLS} kills landed mid-run, {mixed} mixed files, {leftovers} runs left a temp (cleaned by the next run); states {seen}")
-    assert mixed == 0
-    assert killed >= KILLS // 2  # the kills did land while init ran
-    assert len(seen) >= 2  # and at different points of it
+        if status == 0:  # this run got through all its calls: every kill point was tried
+            break
+        assert status in (-9, 128 + 9), f"kill point {k}: init exited {status}, not killed"
+        killed += 1
+    else:
+        pytest.fail(f"init still making file changes after {MAX_KILL_POINTS} calls")
+    print(f"\ncrash safety: {killed} kill points, states (new data, toml written) {sorted(seen)}, {leftovers} runs left a temp (cleaned by the next run)")
+    # the kills landed before, between and after the two files' writes
+    assert seen == {(False, False), (True, False), (True, True)}
 
 
 def test_init_twice_changes_nothing_and_keeps_nixcrate_toml_edits(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ no case, or a case with no catalogued id, fails `test_every_id_has_a_case`.
 
 from __future__ import annotations
 
+import ast
 import functools
 import os
 import re
@@ -93,6 +94,8 @@ BASE = {
 }
 LOCK_ENTRY = '\n[[package]]\nname = "{}"\nversion = "0.1.0"\n'
 GIT_REV = "0123456789abcdef0123456789abcdef01234567"
+REGISTRY = "registry+https://github.com/rust-lang/crates.io-index"
+OLD_FLAKE = (REPO / "tests" / "fixtures" / "old-generated-flake.nix").read_text()  # nixcrate's flake.nix before the library
 
 
 def write(root: Path, files: dict[str, str | bytes | None]) -> None:
@@ -126,7 +129,7 @@ def with_lock(*names: str) -> str:
 class Case:
     files: dict[str, str | bytes | None]
     args: tuple[str, ...] = ("init", "{root}")
-    runner: str = "cli"  # cli | readonly | nix-build | nix-old | nix-interrupt
+    runner: str = "cli"  # cli | readonly | readonly-generated | nix-cli | nix-build | nix-old | nix-garbled | nix-interrupt
     env: tuple[tuple[str, str], ...] = ()
     writes: bool = False  # only --strict: the (valid) files are written, the exit status fails
 
@@ -231,6 +234,43 @@ CASES: dict[str, Case] = {
     "summary-file-directory-missing": Case({}, args=("build", "--flake", "{root}", "--summary-file", "{root}/missing/summary.md", "api"), runner="nix-build"),
     "build-failed": Case({}, args=("build", "--flake", "{root}", "broken"), runner="nix-build"),
     "interrupted": Case({}, args=("build", "--flake", "{root}", "slow"), runner="nix-interrupt"),
+    "manifest-is-a-directory": Case({"Cargo.toml": None, "Cargo.toml/keep": ""}),
+    "dependency-features-wrong-type": Case(
+        {
+            "Cargo.toml": BASE["Cargo.toml"] + '\n[workspace.dependencies]\nserde = "1"\n',
+            "services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'serde = { workspace = true, features = "derive" }\n',
+        }
+    ),
+    "lockfile-package-wrong-type": Case({"Cargo.lock": BASE["Cargo.lock"].replace(' "common",\n]', " 5,\n]")}),
+    "lockfile-too-deep": Case({"Cargo.lock": b"a = " + b"[" * 10000 + b"]" * 10000 + b"\n"}),
+    "config-not-utf8": Case({"nixcrate.toml": b'[members.api]\nkind = "\xff"\n'}),
+    "config-no-systems": Case({"nixcrate.toml": "systems = []\n"}),
+    "native-not-a-crate-name": Case({"nixcrate.toml": '[native."a b"]\nreason = "x"\n'}),
+    "native-conflict": Case(
+        {
+            "services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'foo-sys = "1"\nbar-sys = "1"\n',
+            "Cargo.lock": BASE["Cargo.lock"].replace(' "common",\n', ' "bar-sys",\n "common",\n "foo-sys",\n')
+            + "".join(f'\n[[package]]\nname = "{n}"\nversion = "1.0.0"\nsource = "{REGISTRY}"\n' for n in ("bar-sys", "foo-sys")),
+            "nixcrate.toml": '[native."foo-sys"]\nreason = "a"\nenv = { LIB_DIR = "/a" }\n[native."bar-sys"]\nreason = "b"\nenv = { LIB_DIR = "/b" }\n',
+        }
+    ),
+    "toolchain-file-missing": Case({"nixcrate.toml": 'toolchain = "file"\n'}),
+    "toolchain-file-invalid": Case({"rust-toolchain.toml": '[toolchain]\nprofile = "default"\n'}),
+    "flake-from-earlier-nixcrate": Case({"flake.nix": OLD_FLAKE}, args=("init", "--check", "{root}")),
+    "flake-from-earlier-nixcrate-edited": Case({"flake.nix": OLD_FLAKE.replace("{\n", "{\n  # mine\n", 1)}),
+    "write-failed": Case({"nix/nixcrate/keep": ""}, runner="readonly-generated"),
+    "nix-version-unreadable": Case({}, args=("build", "--flake", "{root}"), runner="nix-garbled"),
+    "hashes-no-config": Case({}, args=("hashes", "{root}")),
+    "hashes-fetch-failed": Case(
+        {
+            "services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'gitdep = { git = "file:///nonexistent/gitdep" }\n',
+            "Cargo.lock": BASE["Cargo.lock"].replace(' "common",\n', ' "common",\n "gitdep",\n')
+            + f'\n[[package]]\nname = "gitdep"\nversion = "0.2.0"\nsource = "git+file:///nonexistent/gitdep#{GIT_REV}"\n',
+            "nixcrate.toml": "",
+        },
+        args=("hashes", "{root}"),
+        runner="nix-cli",
+    ),
 }
 
 
@@ -273,19 +313,21 @@ def readonly_mechanism() -> str | None:
     return "unshare" if probe.returncode == 0 else None
 
 
-def run_readonly(root: Path) -> tuple[int, str]:
+def run_readonly(root: Path, directory: Path | None = None) -> tuple[int, str]:
+    """`nixcrate init root` with `directory` (default: root itself) read-only."""
     mechanism = readonly_mechanism()
     if mechanism is None:
         pytest.skip("no way to make a directory read-only for root here (unshare -m with mount is not permitted)")
+    directory = directory or root
     cmd = [sys.executable, "-m", "nixcrate.cli", "init", str(root)]
     if mechanism == "chmod":
-        root.chmod(0o555)
+        directory.chmod(0o555)
         try:
             return run_subprocess(cmd)
         finally:
-            root.chmod(0o755)
+            directory.chmod(0o755)
     script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
-    return run_subprocess(["unshare", "-m", "sh", "-c", script, "sh", str(root), *cmd])
+    return run_subprocess(["unshare", "-m", "sh", "-c", script, "sh", str(directory), *cmd])
 
 
 def nix_flake(root: Path, request: pytest.FixtureRequest) -> dict[str, str]:
@@ -301,8 +343,17 @@ def nix_flake(root: Path, request: pytest.FixtureRequest) -> dict[str, str]:
     return env
 
 
+def _default_sigint() -> None:
+    # A shell's background job (`cmd &`) starts with SIGINT ignored, and Python then never
+    # turns Ctrl-C into KeyboardInterrupt: the CLI would not see the SIGINT sent below.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_interrupt(argv: list[str], env: dict[str, str], pidfile: Path) -> tuple[int, str]:
-    proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - a signal disposition, nothing thread-unsafe
+    )  # fmt: skip
     deadline = time.monotonic() + 60
     while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -341,14 +392,16 @@ def test_catalogued_error(ident: str, tmp_path: Path, request: pytest.FixtureReq
         (root / "crates/common/Cargo.toml").unlink()
         (root / "crates/common/Cargo.toml").symlink_to("../../common.toml")
     env = {k: v.format(root=root) for k, v in case.env}
-    if case.runner.startswith("nix"):
-        if not HAVE_NIX:
-            pytest.skip("nix is not installed")
+    if case.runner.startswith("nix") and not HAVE_NIX:
+        pytest.skip("nix is not installed")
+    if case.runner.startswith("nix") and case.runner != "nix-cli":
         env = {**nix_flake(root, request), **env}
-    if case.runner == "nix-old":
-        fake = tmp_path / "bin" / "nix"  # FakeNix 2.3: no `nix eval --expr`
+    if case.runner in ("nix-old", "nix-garbled"):
+        # FakeNix 2.3 (no `nix eval --expr`), or a nix whose --version is not a version
+        version = "nix (Nix) 2.3.16" if case.runner == "nix-old" else "nix wrapper: see https://example.com"
+        fake = tmp_path / "bin" / "nix"
         fake.parent.mkdir()
-        fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && exec echo 'nix (Nix) 2.3.16'\necho \"error: unrecognised flag '--json'\" >&2; exit 1\n")
+        fake.write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && exec echo '{version}'\necho \"error: unrecognised flag '--json'\" >&2; exit 1\n")
         fake.chmod(0o755)
         env["PATH"] = f"{fake.parent}:{os.environ['PATH']}"
     before = snapshot(root)
@@ -356,6 +409,8 @@ def test_catalogued_error(ident: str, tmp_path: Path, request: pytest.FixtureReq
 
     if case.runner == "readonly":
         code, stderr = run_readonly(root)
+    elif case.runner == "readonly-generated":
+        code, stderr = run_readonly(root, root / "nix" / "nixcrate")
     elif case.runner == "nix-interrupt":
         code, stderr = run_interrupt([sys.executable, "-m", "nixcrate.cli", *args], env, tmp_path / "slow.pid")
     elif case.runner == "nix-build":
@@ -378,3 +433,123 @@ def test_catalogued_error(ident: str, tmp_path: Path, request: pytest.FixtureReq
             assert template_pattern(entry.hint).fullmatch(ours[1].removeprefix("hint: ")), stderr
         if not case.runner.startswith("nix") and not case.writes:
             assert snapshot(root) == before  # nothing written
+
+
+# --------------------------------------------------------------------------- every message in the code
+
+# Where the messages of these modules are catalogued instead of docs/errors.md.
+CATALOGUED_ELSEWHERE = {
+    "ci_gen.py": "docs/ci.md lists `nixcrate ci`'s option errors",
+    "lambda_pkg.py": "the README lists `nixcrate lambda verify`'s problems and errors",
+}
+SLOT = "\0"  # a part of a message the code fills in (an f-string field, a <placeholder>)
+
+
+def _error_classes() -> set[str]:
+    from nixcrate import errors  # noqa: PLC0415
+
+    found, stack = set(), [errors.NixcrateError]
+    while stack:
+        cls = stack.pop()
+        found.add(cls.__name__)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def _text(node: ast.expr, consts: dict[str, str], args: dict[str, str]) -> str | None:
+    """A message as the code writes it, each field it fills in a SLOT; None when not literal."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in args:
+        return args[node.id]
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for v in node.values:
+            if isinstance(v, ast.Constant):
+                parts.append(str(v.value))
+            elif isinstance(v, ast.FormattedValue) and isinstance(v.value, ast.Name) and v.conversion == -1 and v.format_spec is None:
+                parts.append(args.get(v.value.id, consts.get(v.value.id, SLOT)))
+            else:
+                parts.append(SLOT)
+        return "".join(parts)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _text(node.left, consts, args), _text(node.right, consts, args)
+        return None if left is None or right is None else left + right
+    return None
+
+
+def raised_messages(path: Path) -> list[tuple[int, str, str]]:
+    """(line, error class, message) for every `raise SomeNixcrateError("...")` in a module, and every raise of
+    a helper of that module that returns one (`raise _err(key, "...")`), fields as SLOTs."""
+    classes = _error_classes()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    consts = {
+        t.id: n.value.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
+    helpers: dict[str, tuple[list[str], str, ast.expr]] = {}
+    for fn in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
+        returned = fn.body[-1].value if isinstance(fn.body[-1], ast.Return) else None
+        if isinstance(returned, ast.Call) and isinstance(returned.func, ast.Name) and returned.func.id in classes and returned.args:
+            helpers[fn.name] = ([a.arg for a in fn.args.args], returned.func.id, returned.args[0])
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Raise) and isinstance(call := node.exc, ast.Call) and isinstance(call.func, ast.Name) and call.args):
+            continue
+        if call.func.id in classes:
+            cls, message = call.func.id, _text(call.args[0], consts, {})
+        elif call.func.id in helpers:
+            params, cls, template = helpers[call.func.id]
+            filled = {p: _text(a, consts, {}) for p, a in zip(params, call.args, strict=False)}
+            message = _text(template, consts, {p: SLOT if v is None else v for p, v in filled.items()})
+        else:
+            continue
+        if message is not None:  # built elsewhere (a drift report, an OSError's): not checked here
+            found.append((node.lineno, cls, message))
+    return found
+
+
+def could_be(message: str, template: str) -> bool:
+    """Whether some line is both `message` (SLOTs filled in any way) and `template` (its
+    <placeholders> likewise). Neither side's slot stands for a literal ':' of the other: the
+    colons that separate file, what and fix must line up, so a bare `'<name>' ...: <hint>`
+    does not swallow every message. A field that ends the message (`...status {code}{what}`)
+    may hold anything."""
+    q = re.sub(r"<[^<>]+>", SLOT, template)
+
+    @functools.cache
+    def match(i: int, j: int) -> bool:
+        if i == len(message) and j == len(q):
+            return True
+        if i == len(message) - 1 and message[i] == SLOT:
+            return True
+        if i < len(message) and message[i] == SLOT:
+            return match(i + 1, j) or (j < len(q) and q[j] != ":" and match(i, j + 1))
+        if j < len(q) and q[j] == SLOT:
+            return match(i, j + 1) or (i < len(message) and message[i] != ":" and match(i + 1, j))
+        return i < len(message) and j < len(q) and message[i] == q[j] and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+def test_every_message_the_code_raises_is_catalogued() -> None:
+    """Each one-line error the code can raise has an entry whose message it can be: a new
+    message without one fails here, before a user (or the property test's random draw) meets it.
+    UsageError (exit 2) is click's `usage` shape; messages built at run time are not checked."""
+    import sys  # noqa: PLC0415
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+    templates = [e.message for e in catalogue().values() if re.sub(r"<[^<>]+>", "", e.message).strip()]
+    missing = []
+    for path in sorted((REPO / "nixcrate").glob("*.py")):
+        if path.name in CATALOGUED_ELSEWHERE:
+            continue
+        for line, cls, message in raised_messages(path):
+            if cls == "UsageError":  # exit 2: `usage`
+                continue
+            if not any(could_be(message, t) for t in templates):
+                missing.append(f"{path.name}:{line}: {message.replace(SLOT, '<...>')}")
+    assert not missing, "not in docs/errors.md:\n" + "\n".join(missing)

@@ -75,12 +75,13 @@ def test_leaf_edit_changes_one_package_and_closures_are_stable(tmp_path: Path) -
 
 def bump_release(ws: Path) -> None:
     """A release: `[workspace.package] version` 0.3.1 -> 0.4.0 (every service and handler
-    inherits it), the path dependency textwrap-lite 0.1.0 -> 0.1.1, and Cargo.lock as cargo
-    rewrites it (the local packages' entries, which have no `source`)."""
+    inherits it) with the requirement on common in `[workspace.dependencies]`, the path
+    dependency textwrap-lite 0.1.0 -> 0.1.1, and Cargo.lock as cargo rewrites it (the local
+    packages' entries, which have no `source`)."""
     root = ws / "Cargo.toml"
     text = root.read_text()
-    assert 'version = "0.3.1"' in text
-    root.write_text(text.replace('version = "0.3.1"', 'version = "0.4.0"', 1))
+    assert text.count('version = "0.3.1"') == 2  # [workspace.package], and common's requirement
+    root.write_text(text.replace('version = "0.3.1"', 'version = "0.4.0"'))
     vendored = ws / "vendor/textwrap-lite/Cargo.toml"
     vendored.write_text(vendored.read_text().replace('version = "0.1.0"', 'version = "0.1.1"', 1))
     blocks = (ws / "Cargo.lock").read_text().split("\n\n")
@@ -148,3 +149,56 @@ def test_a_standalone_library_gets_its_own_package_and_a_leaf_edit_still_changes
     assert last.endswith("deps closure stable under .rs edits: yes")
     row = next(line for line in report.splitlines() if line.startswith("sdk "))
     assert row.split()[-1] == "sdk", row
+
+
+def test_each_package_source_builds_with_real_cargo(tmp_path: Path) -> None:
+    """Each package's source, as the real crane and nixpkgs lib evaluate it (the store path and
+    the stubs its postPatch creates), is enough for real cargo to compile that package: a
+    crate the source leaves out is only an empty stub, and its users fail to compile. The
+    oracle is cargo, not nixcrate's graph. The workspace is test_layout_builds' seed-shaped
+    one: a lib -> lib -> service chain (api and worker -> common -> base) and an in-tree
+    crate used only by worker's build script ([build-dependencies] buildinfo)."""
+    import os
+    import shutil
+    import sys
+
+    from cargo_sim import cargo_home
+    from crane_build import REGISTRY
+    from test_layout_builds import seed_shaped
+
+    if shutil.which("cargo") is None:
+        pytest.skip("cargo is not installed")
+    for crate in ("wasm-bindgen-0.2.83", "pyo3-0.17.3", "serde_json-1.0.87"):
+        if not (REGISTRY / crate).is_dir():
+            pytest.skip(f"{REGISTRY / crate} is missing (scripts/test installs Debian's librust-*-dev)")
+    sys.path.insert(0, str(CRANE_EVAL))
+    import _harness as h  # type: ignore[import-not-found]
+
+    ws = seed_shaped(tmp_path / "seed" / "cloud-storage")
+    env = {**os.environ, "CARGO_HOME": str(cargo_home(tmp_path)), "CARGO_TARGET_DIR": str(tmp_path / "target")}
+    meta = json.loads(subprocess.run(["cargo", "metadata", "--offline", "--no-deps", "--format-version", "1"], cwd=ws, env=env, capture_output=True, text=True, check=True).stdout)
+    package_of_bin = {t["name"]: p["name"] for p in meta["packages"] for t in p["targets"] if "bin" in t["kind"]}
+
+    proc = h._nix_eval(  # noqa: SLF001
+        h.stage(ws, tmp_path / "staged"),
+        h.setup(),
+        "ps: builtins.mapAttrs (n: p: { src = (p.crateBuild or p).src.outPath; postPatch = (p.crateBuild or p).postPatch or \"\"; })"
+        ' (removeAttrs ps [ "deployCargoArtifacts" "lambdaDeployCargoArtifacts" ])',
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sources = json.loads(proc.stdout)
+    assert {"api", "worker", "deploy-lambda-ingest", "deploy-lambda-thumbnail"} <= set(sources)
+    built = set()
+    for attr, source in sorted(sources.items()):
+        package = package_of_bin[attr.removeprefix("deploy-lambda-")] if attr.startswith("deploy-lambda-") else attr
+        if (package, source["src"]) in built:  # one crate build for several handlers
+            continue
+        built.add((package, source["src"]))
+        copy = tmp_path / "sources" / attr
+        shutil.copytree(source["src"], copy, symlinks=True)
+        for path in (copy, *copy.rglob("*")):
+            path.chmod(path.stat().st_mode | 0o200)
+        subprocess.run(["bash", "-euo", "pipefail", "-c", source["postPatch"]], cwd=copy, check=True)
+        cargo = subprocess.run(["cargo", "check", "--offline", "--locked", "-p", package, "--bins"], cwd=copy, env=env, capture_output=True, text=True, check=False)
+        assert cargo.returncode == 0, f"{attr}: cargo cannot compile {package} from its source:\n{cargo.stderr[-3000:]}"
+    print(f"\npackage sources compiled by real cargo: {len(built)} ({', '.join(sorted(p for p, _ in built))})")

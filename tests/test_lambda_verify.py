@@ -15,12 +15,14 @@ from click.testing import CliRunner
 from lambda_fixtures import (  # noqa: F401 - session fixtures
     ARCH,
     GLIBC,
+    PIN_PLUS_ONE,
     SandboxBuilds,
     check,
     handler_workspace,
     host_binary,
     lambda_session,
     package,
+    pin_plus_one_binary,
     problem_lines,
     requires_registry,
     requires_zigbuild,
@@ -35,7 +37,7 @@ pytestmark = [requires_zigbuild, requires_registry]
 
 
 @pytest.fixture(scope="session")
-def zips(lambda_session: Path, sandbox_builds: SandboxBuilds, host_binary: Path) -> dict[str, Path]:
+def zips(lambda_session: Path, sandbox_builds: SandboxBuilds, host_binary: Path, pin_plus_one_binary: Path) -> dict[str, Path]:
     """One bootstrap.zip per case, each built with package_shell unless the case is the zip."""
     base = lambda_session / "zips"
     ws = sandbox_builds.workspace
@@ -44,6 +46,7 @@ def zips(lambda_session: Path, sandbox_builds: SandboxBuilds, host_binary: Path)
     out["good"] = package(good, base / "good", cwd=ws)
     out["good-with-includes"] = package(good, base / "incl", cwd=ws, includes=("static", "README.md"))
     out["host-glibc"] = package(host_binary, base / "host", cwd=ws)
+    out["pin-plus-one"] = package(pin_plus_one_binary, base / "pin-plus-one", cwd=ws)
 
     patched = base / "nix-interp-bin"
     patched.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +89,9 @@ CASES: dict[str, tuple[dict[str, object], set[str]]] = {
     "good": ({}, set()),
     "good-with-includes": ({"includes": ("static", "README.md")}, set()),
     "host-glibc": ({}, {"glibc-too-new"}),
+    # needs GLIBC_2.27 and nothing newer: refused at the 2.26 pin, accepted at 2.27
+    "pin-plus-one": ({}, {"glibc-too-new"}),
+    "pin-plus-one-at-2.27": ({"glibc": "2.27"}, set()),
     "nix-interpreter": ({}, {"nix-store-interpreter"}),
     "nix-rpath-libssl": ({}, {"nix-store-rpath", "needed-library"}),
     "extra-file": ({}, {"extra-entry"}),
@@ -98,13 +104,15 @@ CASES: dict[str, tuple[dict[str, object], set[str]]] = {
 
 
 def _zip_for(case: str, zips: dict[str, Path]) -> Path:
-    return zips.get(case, zips["good"])
+    return zips.get(case.removesuffix("-at-2.27"), zips["good"])
 
 
 def _cli_args(zip_path: Path, kwargs: dict[str, object]) -> list[str]:
     args = ["verify", str(zip_path)]
     if "arch" in kwargs:
         args += ["--arch", str(kwargs["arch"])]
+    if "glibc" in kwargs:
+        args += ["--glibc", str(kwargs["glibc"])]
     for inc in kwargs.get("includes", ()):  # type: ignore[attr-defined]
         args += ["--include", inc]
     return args
@@ -161,10 +169,29 @@ def test_verify_cli_and_check_shell_agree(case, zips):
     proc = check(
         zip_path,
         arch=str(kwargs.get("arch", ARCH)),
+        glibc=str(kwargs.get("glibc", GLIBC)),
         includes=tuple(kwargs.get("includes", ())),  # type: ignore[arg-type]
     )
     assert proc.returncode == (1 if expected else 0), proc.stderr
     assert problem_lines(proc.stderr) == result.lines()
+
+
+def test_a_binary_needing_one_glibc_minor_above_the_pin_is_refused_naming_that_version(zips):
+    """A real ELF needing GLIBC_2.27 (and nothing newer): at the 2.26 pin, one problem, naming
+    the version and the symbol; at 2.27 it passes and runs on provided.al2023 only."""
+    version, symbol = PIN_PLUS_ONE
+    zip_path = zips["pin-plus-one"]
+    refused = lambda_pkg.verify(zip_path, glibc="2.26")
+    assert refused.max_glibc == version
+    (problem,) = refused.problems
+    assert problem.code == "glibc-too-new"
+    assert f"GLIBC_{version} " in problem.detail and symbol in problem.detail
+    run = CliRunner().invoke(lambda_group, ["verify", str(zip_path), "--glibc", "2.26"])
+    assert run.exit_code == 1
+    assert run.stderr.splitlines() == [problem.line(str(zip_path))]
+    accepted = CliRunner().invoke(lambda_group, ["verify", str(zip_path), "--glibc", version, "--json"])
+    assert accepted.exit_code == 0, accepted.output
+    assert json.loads(accepted.stdout)["runtimes"] == ["provided.al2023"]
 
 
 def test_json_output_for_scripts(zips):

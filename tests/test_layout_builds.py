@@ -2,7 +2,8 @@
 
 A workspace shaped like seed 002's: the example plus a handler crate holding two handlers
 (one build, two zips) with an included file, a stray project-template manifest that is
-not TOML, and two libraries the build machine cannot build (a wasm cdylib on wasm-bindgen,
+not TOML, a lib -> lib -> service chain (common uses base), an in-tree crate used only as a
+[build-dependencies] entry (worker's build script), and two libraries the build machine cannot build (a wasm cdylib on wasm-bindgen,
 a pyo3 extension module), which init leaves out. What a user would check after `nixcrate init`: every output builds, no package
 build compiles a third-party crate after its closure, a release bump leaves both closures as
 they were, and a hand-written flake with outputs of its own can call nixcrate's library.
@@ -120,6 +121,20 @@ def seed_shaped(root: Path) -> Path:
         "lambdas/prober/src/bin/probe.rs": 'fn main() {\n    println!("{} {}", codes::NOT_FOUND, derive::answer!());\n}\n',
         # a --cfg every crate is built with, from the workspace's cargo config
         ".cargo/config.toml": '[build]\nrustflags = ["--cfg", "nixcrate_ci"]\n',
+        # lib -> lib -> service: common (used by api, worker, ingest, multi) now uses base, which
+        # a package's source must hold though no package names it
+        "crates/base/Cargo.toml": '[package]\nname = "base"\nversion.workspace = true\nedition.workspace = true\n',
+        "crates/base/src/lib.rs": 'pub fn salutation() -> &\'static str {\n    "hello"\n}\n',
+        "crates/common/Cargo.toml": (EXAMPLE / "crates/common/Cargo.toml").read_text() + 'base = { path = "../base" }\n',
+        "crates/common/src/lib.rs": (EXAMPLE / "crates/common/src/lib.rs").read_text().replace('format!("hello, {who}")', 'format!("{}, {who}", base::salutation())'),
+        # an in-tree crate only worker's build script uses: a [build-dependencies] entry
+        "crates/buildinfo/Cargo.toml": '[package]\nname = "buildinfo"\nversion.workspace = true\nedition.workspace = true\n',
+        "crates/buildinfo/src/lib.rs": 'pub fn rustc_env(key: &str, value: &str) -> String {\n    format!("cargo:rustc-env={key}={value}")\n}\n',
+        "services/worker/Cargo.toml": (EXAMPLE / "services/worker/Cargo.toml").read_text() + '\n[build-dependencies]\nbuildinfo = { path = "../../crates/buildinfo" }\n',
+        "services/worker/build.rs": (
+            'fn main() {\n    println!("{}", buildinfo::rustc_env("WORKER_BUILD_PROFILE", &std::env::var("PROFILE").unwrap()));\n'
+            '    println!("cargo:rerun-if-changed=build.rs");\n}\n'
+        ),
     }.items():
         (ws / rel).parent.mkdir(parents=True, exist_ok=True)
         (ws / rel).write_text(text)
@@ -206,8 +221,8 @@ def test_a_release_bump_leaves_both_closures_and_recompiles_no_dependency(
     ws, before = built
     bumped = tmp_path / "cloud-storage"
     shutil.copytree(ws, bumped)
-    cargo = bumped / "Cargo.toml"
-    cargo.write_text(cargo.read_text().replace('version = "0.3.1"', 'version = "0.4.0"', 1))
+    cargo = bumped / "Cargo.toml"  # [workspace.package] and the requirement on common in [workspace.dependencies]
+    cargo.write_text(cargo.read_text().replace('version = "0.3.1"', 'version = "0.4.0"'))
     prober = bumped / "lambdas" / "prober" / "Cargo.toml"  # its requirement on errs follows the release
     prober.write_text(prober.read_text().replace('version = "0.3.1"', 'version = "0.4.0"'))
     lock = bumped / "Cargo.lock"

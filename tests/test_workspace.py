@@ -201,3 +201,68 @@ def test_closure_analysis_counts_shared_crates() -> None:
     assert {"serde_json", "smallvec", "serde", "itoa", "ryu"} <= shared
     assert "memchr" in report.services.crate_names  # through the vendored path crate
     assert LockGraph(ws).path_closure(ws.crate("api"))[-1].name == "textwrap-lite"
+
+
+# Each runtime crate, and the ways a manifest names a dependency: by name, renamed, inherited.
+HANDLER_SHAPES = {
+    "on-runtime": 'rt = { package = "lambda_runtime", version = "0.13" }\n',
+    "on-http": "lambda_http.workspace = true\n",
+    "on-extension": 'lambda_extension = "0.11"\n',
+    # not handlers: the runtime only through a library, or only in tests
+    "via-library": 'events = { path = "../events" }\n',
+    "tests-only": '[dev-dependencies]\nlambda_http = "0.13"\n',
+}
+
+
+def test_a_bin_depending_directly_on_any_lambda_runtime_crate_is_a_handler_as_cargo_reads_it(tmp_path: Path) -> None:
+    """README: a Lambda handler is a member with a bin target and a direct dependency on
+    lambda_runtime, lambda_http or lambda_extension. Which members those are comes from
+    `cargo metadata` (targets, and dependencies by package name, renames and inheritance
+    resolved); what nixcrate made of each, from the generated data as Nix reads it."""
+    import json  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from nixcrate.cli import cli  # noqa: PLC0415
+
+    if shutil.which("cargo") is None or shutil.which("nix-instantiate") is None:
+        pytest.skip("needs cargo (the oracle) and nix (to read the generated data)")
+    runtimes = ("lambda_runtime", "lambda_http", "lambda_extension")
+    files = {
+        "Cargo.toml": '[workspace]\nmembers = ["*"]\nresolver = "2"\n\n[workspace.dependencies]\nlambda_http = "0.13"\n',
+        "events/Cargo.toml": '[package]\nname = "events"\nversion = "0.1.0"\n\n[dependencies]\nlambda_runtime = "0.13"\n',
+        "events/src/lib.rs": "",
+    }
+    for name, deps in HANDLER_SHAPES.items():
+        table = "" if deps.startswith("[") else "[dependencies]\n"
+        files[f"{name}/Cargo.toml"] = f'[package]\nname = "{name}"\nversion = "0.1.0"\n\n{table}{deps}'
+        files[f"{name}/src/main.rs"] = "fn main() {}\n"
+    write(tmp_path, files)
+    in_tree = [(n, "0.1.0", ["lambda_runtime"] if n == "events" else []) for n in ("events", *HANDLER_SHAPES)]
+    (tmp_path / "Cargo.lock").write_text(lock(*in_tree, *((r, "0.13.0", []) for r in runtimes), registry=runtimes))
+
+    meta = json.loads(
+        subprocess.run(
+            ["cargo", "metadata", "--no-deps", "--offline", "--format-version", "1"], cwd=tmp_path, capture_output=True, text=True, check=True
+        ).stdout
+    )
+    cargo_handlers = sorted(
+        p["name"]
+        for p in meta["packages"]
+        if any("bin" in t["kind"] for t in p["targets"]) and any(d["name"] in runtimes and d["kind"] is None for d in p["dependencies"])
+    )
+    assert cargo_handlers == ["on-extension", "on-http", "on-runtime"]  # the fixture is what it says
+
+    result = CliRunner().invoke(cli, ["init", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = tmp_path / "nix" / "nixcrate" / "workspace.nix"
+    kinds = json.loads(
+        subprocess.run(
+            ["nix-instantiate", "--eval", "--strict", "--json", "-E", f"builtins.mapAttrs (_: c: c.kind or null) (import {data} {{ pkgs = {{ }}; }}).crates"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    assert sorted(n for n, k in kinds.items() if k == "lambda") == cargo_handlers
+    assert kinds["via-library"] == kinds["tests-only"] == "service"
