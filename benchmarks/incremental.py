@@ -17,8 +17,8 @@ the services' side (deployCargoArtifacts and every service) and one of the handl
 `nix build --dry-run`, what each built derivation compiled from its `nix log`. Plain cargo
 runs the very commands the services' closure runs (`cargo build --release --locked -p S`,
 once per service, in one warm target directory), from A to the same lock, timed, in the same
-round. Between rounds the derivations a change built are deleted from the store, so every
-round rebuilds them.
+round. Before each change, the outputs of every derivation it needs that A's outputs do not are
+deleted from the store, so every round rebuilds them (an earlier run may have left them).
 
 Prints one line per change and round, then a summary: third-party crates compiled by every
 derivation the change rebuilt (and cargo's own list for the same change), the derivations
@@ -146,6 +146,16 @@ class Nix:
         proc = subprocess.run(["nix", "log", drv], capture_output=True, text=True, check=False, env=self._env())
         return proc.stdout
 
+    def drv_closure(self, attrs: list[str]) -> set[str]:
+        """Every derivation these attributes' builds need, transitively."""
+        drvs = [self.drv(a) for a in attrs]
+        return {p for p in run(["nix-store", "-qR", *drvs], env=self._env()).stdout.split() if p.endswith(".drv")}
+
+    def forget_new(self, attrs: list[str], kept: set[str]) -> None:
+        """Delete the outputs of every derivation these attributes need that is not in `kept`
+        (A's): what the change rebuilds, even when an earlier run left it in the store."""
+        self.forget(sorted(self.drv_closure(attrs) - kept))
+
     def forget(self, drvs: list[str]) -> None:
         """Delete what these derivations built, so that the next round builds them again."""
         outs = [o for d in drvs for o in run(["nix-store", "-q", "--outputs", d], env=self._env()).stdout.split()]
@@ -239,6 +249,7 @@ def main() -> None:
     secs_s, drvs_s = base.build(services)
     secs_h, drvs_h = base.build(handlers)
     before = {attr: base.drv(attr) for attr in services + handlers}
+    kept = base.drv_closure(services + handlers)
     print(f"nix, A (base closures and every output): services' side {secs_s:.1f} s, handlers' side {secs_h:.1f} s ({len(drvs_s) + len(drvs_h)} derivations)")
     base.cleanup()
 
@@ -248,6 +259,7 @@ def main() -> None:
             cargo.reset()  # back to A (untimed)
             c_secs, c_compiled = cargo.at(change.lock)
             nix = Nix(variant(ws, change.seeded, work / "variant", env))
+            nix.forget_new(services + handlers, kept)
             n_secs, n_drvs = nix.build(services)
             h_secs, h_drvs = nix.build(handlers)
             side = {"services": n_drvs, "handlers": h_drvs}
