@@ -83,22 +83,60 @@ def timed_nix(ws: Path, attrs: list[str]) -> tuple[float, float, list[str]]:
     try:
         dry = run(["nix", "build", "--dry-run", "--no-link", *staged.nix_args(), *refs], env=staged.env())
         drvs = sorted(set(re.findall(r"/nix/store/[a-z0-9]{32}-[^\s']+\.drv", dry.stderr)))
-        out = run(["/usr/bin/time", "-f", "TIME %e %U %S", "nix", "build", "--no-link", *staged.nix_args(), *refs], env=staged.env())
-        wall, user, sys_ = (float(x) for x in re.findall(r"^TIME (\S+) (\S+) (\S+)$", out.stderr, re.MULTILINE)[-1])
+        argv = ["/usr/bin/time", "-f", "TIME %e %U %S", "nix", "build", "-L", "--no-link", *staged.nix_args(), *refs]
+        stamped = stamped_run(argv, staged.env())
+        wall, user, sys_ = (float(x) for x in re.findall(r"^TIME (\S+) (\S+) (\S+)$", "\n".join(line for _, line in stamped), re.MULTILINE)[-1])
         logs = {d: subprocess.run(["nix", "log", d], capture_output=True, text=True, check=False, env=staged.env()).stdout for d in drvs}
     finally:
         staged.cleanup()
     compiled = {d: third_party_lines(log) for d, log in logs.items() if third_party_lines(log)}
+    print(f"  where the time went: {phases(stamped)}", flush=True)
     return wall, (user + sys_) / (wall * CORES), [f"{d.split('-', 1)[1]}: {len(c)}" for d, c in sorted(compiled.items())]
 
 
-def plain_cargo(root: Path, registry: Path, services: tuple[str, ...], target: Path) -> tuple[float, float]:
-    env = {**os.environ, "CARGO_HOME": str(fleet.cargo_home(root, registry)), "CARGO_TARGET_DIR": str(target)}
+def stamped_run(argv: list[str], env: dict[str, str]) -> list[tuple[float, str]]:
+    """Run, keeping every line of its stderr (nix build -L: each derivation's log, prefixed
+    with its name) with the second it arrived."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    lines = [(time.perf_counter() - start, line.rstrip("\n")) for line in proc.stderr]
+    if proc.wait() != 0:
+        sys.exit(f"cold_build: {' '.join(argv[3:6])}… failed:\n" + "\n".join(line for _, line in lines[-40:]))
+    return lines
+
+
+PHASE = re.compile(r"^(\S+)> (?:Running phase: (\w+)|(decompressing cargo artifacts))")
+
+
+def phases(stamped: list[tuple[float, str]]) -> str:
+    """Seconds per (closure or package, phase), from the stamped `-L` lines: the closures'
+    own ("...-deps") apart, the packages' summed; patchPhase is mostly crane extracting the
+    inherited target.tar.zst, installPhase compressing a closure's."""
+    marks: dict[str, list[tuple[float, str]]] = {}
+    last: dict[str, float] = {}
+    for t, line in stamped:
+        if m := re.match(r"^(\S+)> ", line):
+            last[m[1]] = t
+        if m := PHASE.match(line):
+            marks.setdefault(m[1], []).append((t, m[2] or "extract"))
+    totals: dict[tuple[str, str], float] = {}
+    for drv, seq in marks.items():
+        who = drv if drv.endswith("-deps") else "packages"
+        for (t, phase), (t_next, _) in zip(seq, [*seq[1:], (last[drv], "")], strict=True):
+            totals[who, phase] = totals.get((who, phase), 0.0) + t_next - t
+    return ", ".join(f"{who} {phase} {secs:.1f} s" for (who, phase), secs in totals.items() if secs >= 0.5)
+
+
+def plain_cargo(root: Path, registry: Path, services: tuple[str, ...], target: Path) -> tuple[float, float, int]:
+    """(wall s, CPU share, third-party crate variants compiled): one invocation, so cargo
+    unifies the services' features (fewer variants than the closure's one command per service)."""
+    env = {**os.environ, "CARGO_HOME": str(fleet.cargo_home(root, registry)), "CARGO_TARGET_DIR": str(target), "CARGO_TERM_COLOR": "never"}
     argv = ["/usr/bin/time", "-f", "TIME %e %U %S", "cargo", "build", "--release", "--locked", "--offline"]
     argv += [a for s in services for a in ("-p", s)]
     out = run(argv, cwd=root, env=env)
     wall, user, sys_ = (float(x) for x in re.findall(r"^TIME (\S+) (\S+) (\S+)$", out.stderr, re.MULTILINE)[-1])
-    return wall, (user + sys_) / (wall * CORES)
+    return wall, (user + sys_) / (wall * CORES), len(third_party_lines(out.stderr))
 
 
 def main() -> None:
@@ -137,8 +175,8 @@ def main() -> None:
                 (naive / "flake.nix").write_text(NAIVE.replace("SERVICES", " ".join(f'"{s}"' for s in services)).replace("SALT", tag))
                 wall, cpu, compiled = timed_nix(naive, ["cargoArtifacts", *services])
             else:
-                wall, cpu = plain_cargo(plain, fleet.DEBIAN_REGISTRY, services, work / f"target-{tag}")
-                compiled = []
+                wall, cpu, variants = plain_cargo(plain, fleet.DEBIAN_REGISTRY, services, work / f"target-{tag}")
+                compiled = [f"cargo: {variants}"]
                 shutil.rmtree(work / f"target-{tag}", ignore_errors=True)
             totals[who].append(wall)
             print(f"round {rnd}, {who}: {wall:.1f} s wall, CPU {cpu:.0%} of {CORES} cores; compiled third-party per derivation: {compiled}", flush=True)
