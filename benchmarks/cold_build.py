@@ -83,15 +83,39 @@ def timed_nix(ws: Path, attrs: list[str]) -> tuple[float, float, list[str]]:
     try:
         dry = run(["nix", "build", "--dry-run", "--no-link", *staged.nix_args(), *refs], env=staged.env())
         drvs = sorted(set(re.findall(r"/nix/store/[a-z0-9]{32}-[^\s']+\.drv", dry.stderr)))
-        argv = ["/usr/bin/time", "-f", "TIME %e %U %S", "nix", "build", "-L", "--no-link", *staged.nix_args(), *refs]
+        argv = [
+            "/usr/bin/time",
+            "-f",
+            "TIME %e %U %S",
+            "nix",
+            "build",
+            "-L",
+            "--no-link",
+            *staged.nix_args(),
+            *refs,
+        ]
         stamped = stamped_run(argv, staged.env())
-        wall, user, sys_ = (float(x) for x in re.findall(r"^TIME (\S+) (\S+) (\S+)$", "\n".join(line for _, line in stamped), re.MULTILINE)[-1])
-        logs = {d: subprocess.run(["nix", "log", d], capture_output=True, text=True, check=False, env=staged.env()).stdout for d in drvs}
+        wall, user, sys_ = (
+            float(x)
+            for x in re.findall(
+                r"^TIME (\S+) (\S+) (\S+)$", "\n".join(line for _, line in stamped), re.MULTILINE
+            )[-1]
+        )
+        logs = {
+            d: subprocess.run(
+                ["nix", "log", d], capture_output=True, text=True, check=False, env=staged.env()
+            ).stdout
+            for d in drvs
+        }
     finally:
         staged.cleanup()
     compiled = {d: third_party_lines(log) for d, log in logs.items() if third_party_lines(log)}
     print(f"  where the time went: {phases(stamped)}", flush=True)
-    return wall, (user + sys_) / (wall * CORES), [f"{d.split('-', 1)[1]}: {len(c)}" for d, c in sorted(compiled.items())]
+    return (
+        wall,
+        (user + sys_) / (wall * CORES),
+        [f"{d.split('-', 1)[1]}: {len(c)}" for d, c in sorted(compiled.items())],
+    )
 
 
 def stamped_run(argv: list[str], env: dict[str, str]) -> list[tuple[float, str]]:
@@ -128,14 +152,23 @@ def phases(stamped: list[tuple[float, str]]) -> str:
     return ", ".join(f"{who} {phase} {secs:.1f} s" for (who, phase), secs in totals.items() if secs >= 0.5)
 
 
-def plain_cargo(root: Path, registry: Path, services: tuple[str, ...], target: Path) -> tuple[float, float, int]:
+def plain_cargo(
+    root: Path, registry: Path, services: tuple[str, ...], target: Path
+) -> tuple[float, float, int]:
     """(wall s, CPU share, third-party crate variants compiled): one invocation, so cargo
     unifies the services' features (fewer variants than the closure's one command per service)."""
-    env = {**os.environ, "CARGO_HOME": str(fleet.cargo_home(root, registry)), "CARGO_TARGET_DIR": str(target), "CARGO_TERM_COLOR": "never"}
+    env = {
+        **os.environ,
+        "CARGO_HOME": str(fleet.cargo_home(root, registry)),
+        "CARGO_TARGET_DIR": str(target),
+        "CARGO_TERM_COLOR": "never",
+    }
     argv = ["/usr/bin/time", "-f", "TIME %e %U %S", "cargo", "build", "--release", "--locked", "--offline"]
     argv += [a for s in services for a in ("-p", s)]
     out = run(argv, cwd=root, env=env)
-    wall, user, sys_ = (float(x) for x in re.findall(r"^TIME (\S+) (\S+) (\S+)$", out.stderr, re.MULTILINE)[-1])
+    wall, user, sys_ = (
+        float(x) for x in re.findall(r"^TIME (\S+) (\S+) (\S+)$", out.stderr, re.MULTILINE)[-1]
+    )
     return wall, (user + sys_) / (wall * CORES), len(third_party_lines(out.stderr))
 
 
@@ -161,25 +194,36 @@ def main() -> None:
     (naive / "flake.nix").write_text(NAIVE.replace("SERVICES", " ".join(f'"{s}"' for s in services)))
     toml = (ours / "nixcrate.toml").read_text()
     salt = f"{time.time_ns()}"
-    print(f"{a.size}: {len(services)} services, {len(written.third_party)} third-party crates in the lock; salt {salt}")
+    print(
+        f"{a.size}: {len(services)} services, {len(written.third_party)} third-party crates in the lock; salt {salt}"
+    )
     totals: dict[str, list[float]] = {"nixcrate": [], "naive": [], "cargo": []}
     for rnd in range(1, a.rounds + 1):
         order = ["nixcrate", "naive", "cargo"] if rnd % 2 else ["cargo", "naive", "nixcrate"]
         for who in order:
             tag = f"{salt}-{rnd}"
             if who == "nixcrate":
-                (ours / "nixcrate.toml").write_text(toml + f'\n[services]\nenv = {{ BENCH_SALT = "{tag}" }}\n')
+                (ours / "nixcrate.toml").write_text(
+                    toml + f'\n[services]\nenv = {{ BENCH_SALT = "{tag}" }}\n'
+                )
                 nixcrate(env, "init", "--refresh-base", str(ours))
                 wall, cpu, compiled = timed_nix(ours, ["deployCargoArtifacts", *services])
             elif who == "naive":
-                (naive / "flake.nix").write_text(NAIVE.replace("SERVICES", " ".join(f'"{s}"' for s in services)).replace("SALT", tag))
+                (naive / "flake.nix").write_text(
+                    NAIVE.replace("SERVICES", " ".join(f'"{s}"' for s in services)).replace("SALT", tag)
+                )
                 wall, cpu, compiled = timed_nix(naive, ["cargoArtifacts", *services])
             else:
-                wall, cpu, variants = plain_cargo(plain, fleet.DEBIAN_REGISTRY, services, work / f"target-{tag}")
+                wall, cpu, variants = plain_cargo(
+                    plain, fleet.DEBIAN_REGISTRY, services, work / f"target-{tag}"
+                )
                 compiled = [f"cargo: {variants}"]
                 shutil.rmtree(work / f"target-{tag}", ignore_errors=True)
             totals[who].append(wall)
-            print(f"round {rnd}, {who}: {wall:.1f} s wall, CPU {cpu:.0%} of {CORES} cores; compiled third-party per derivation: {compiled}", flush=True)
+            print(
+                f"round {rnd}, {who}: {wall:.1f} s wall, CPU {cpu:.0%} of {CORES} cores; compiled third-party per derivation: {compiled}",
+                flush=True,
+            )
         n, v, c = (totals[k][-1] for k in ("nixcrate", "naive", "cargo"))
         print(f"round {rnd}: nixcrate / naive {n / v:.2f}x, nixcrate / cargo {n / c:.2f}x", flush=True)
 

@@ -322,7 +322,9 @@ def bump_lock(root: Path, name: str, version: str, registry: Path) -> None:
     cargo(root, registry, "update", "-p", name)
     lock = tomllib.loads((root / "Cargo.lock").read_text())
     if not any(p["name"] == name and p["version"] == version for p in lock["package"]):
-        sys.exit(f"fleet: cargo update -p {name} did not move it to {version}: is {version} the newest in {registry}?")
+        sys.exit(
+            f"fleet: cargo update -p {name} did not move it to {version}: is {version} the newest in {registry}?"
+        )
 
 
 def main() -> None:

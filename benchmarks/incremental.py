@@ -63,7 +63,9 @@ def nixcrate(env: dict[str, str], *args: str) -> None:
     run([sys.executable, "-m", "nixcrate.cli", *args], env=env)
 
 
-def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"incremental: {' '.join(argv[:4])}… failed:\n{proc.stderr[-4000:]}")
@@ -92,9 +94,18 @@ class Cargo:
     services: tuple[str, ...]
 
     def build(self) -> tuple[float, list[str]]:
-        env = {**os.environ, "CARGO_HOME": str(fleet.cargo_home(self.root, self.registry)), "CARGO_TERM_COLOR": "never"}
+        env = {
+            **os.environ,
+            "CARGO_HOME": str(fleet.cargo_home(self.root, self.registry)),
+            "CARGO_TERM_COLOR": "never",
+        }
         start = time.perf_counter()
-        logs = [run(["cargo", "build", "--release", "--locked", "--offline", "-p", s], cwd=self.root, env=env).stderr for s in self.services]
+        logs = [
+            run(
+                ["cargo", "build", "--release", "--locked", "--offline", "-p", s], cwd=self.root, env=env
+            ).stderr
+            for s in self.services
+        ]
         return time.perf_counter() - start, third_party_lines("\n".join(logs))
 
     def keep_warm(self) -> None:
@@ -130,7 +141,10 @@ class Nix:
         return [f"{self.staged.ref}#{a}" for a in attrs]
 
     def to_build(self, attrs: list[str]) -> list[str]:
-        proc = run(["nix", "build", "--dry-run", "--no-link", *self.staged.nix_args(), *self._refs(attrs)], env=self._env())
+        proc = run(
+            ["nix", "build", "--dry-run", "--no-link", *self.staged.nix_args(), *self._refs(attrs)],
+            env=self._env(),
+        )
         return sorted(set(re.findall(r"/nix/store/[a-z0-9]{32}-[^\s']+\.drv", proc.stderr)))
 
     def build(self, attrs: list[str]) -> tuple[float, list[str]]:
@@ -140,16 +154,23 @@ class Nix:
         return time.perf_counter() - start, drvs
 
     def drv(self, attr: str) -> str:
-        return run(["nix", "eval", "--raw", *self.staged.nix_args(), f"{self.staged.ref}#{attr}.drvPath"], env=self._env()).stdout
+        return run(
+            ["nix", "eval", "--raw", *self.staged.nix_args(), f"{self.staged.ref}#{attr}.drvPath"],
+            env=self._env(),
+        ).stdout
 
     def log(self, drv: str) -> str:
-        proc = subprocess.run(["nix", "log", drv], capture_output=True, text=True, check=False, env=self._env())
+        proc = subprocess.run(
+            ["nix", "log", drv], capture_output=True, text=True, check=False, env=self._env()
+        )
         return proc.stdout
 
     def drv_closure(self, attrs: list[str]) -> set[str]:
         """Every derivation these attributes' builds need, transitively."""
         drvs = [self.drv(a) for a in attrs]
-        return {p for p in run(["nix-store", "-qR", *drvs], env=self._env()).stdout.split() if p.endswith(".drv")}
+        return {
+            p for p in run(["nix-store", "-qR", *drvs], env=self._env()).stdout.split() if p.endswith(".drv")
+        }
 
     def forget_new(self, attrs: list[str], kept: set[str]) -> None:
         """Delete the outputs of every derivation these attributes need that is not in `kept`
@@ -158,7 +179,9 @@ class Nix:
 
     def forget(self, drvs: list[str]) -> None:
         """Delete what these derivations built, so that the next round builds them again."""
-        outs = [o for d in drvs for o in run(["nix-store", "-q", "--outputs", d], env=self._env()).stdout.split()]
+        outs = [
+            o for d in drvs for o in run(["nix-store", "-q", "--outputs", d], env=self._env()).stdout.split()
+        ]
         subprocess.run(["nix-store", "--delete", *outs], capture_output=True, check=False, env=self._env())
 
     def cleanup(self) -> None:
@@ -167,8 +190,6 @@ class Nix:
 
 def name_of(drv: str) -> str:
     return drv.split("-", 1)[1].removesuffix(".drv")
-
-
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -239,7 +260,9 @@ def main() -> None:
     ws, registry, written, changes = prepare(work, a.size, env)
     services = ["deployCargoArtifacts", *written.services]
     handlers = ["lambdaDeployCargoArtifacts", *(f"deploy-lambda-{b}" for b in written.handler_bins)]
-    print(f"{a.size}: {len(written.services)} services, {len(written.handler_bins)} handlers, {len(written.third_party)} third-party crates in the lock")
+    print(
+        f"{a.size}: {len(written.services)} services, {len(written.handler_bins)} handlers, {len(written.third_party)} third-party crates in the lock"
+    )
 
     cargo = Cargo(work / "plain", registry, written.services)
     secs, _ = cargo.build()
@@ -250,7 +273,9 @@ def main() -> None:
     secs_h, drvs_h = base.build(handlers)
     before = {attr: base.drv(attr) for attr in services + handlers}
     kept = base.drv_closure(services + handlers)
-    print(f"nix, A (base closures and every output): services' side {secs_s:.1f} s, handlers' side {secs_h:.1f} s ({len(drvs_s) + len(drvs_h)} derivations)")
+    print(
+        f"nix, A (base closures and every output): services' side {secs_s:.1f} s, handlers' side {secs_h:.1f} s ({len(drvs_s) + len(drvs_h)} derivations)"
+    )
     base.cleanup()
 
     summary: dict[str, list[str]] = {}
@@ -263,10 +288,20 @@ def main() -> None:
             n_secs, n_drvs = nix.build(services)
             h_secs, h_drvs = nix.build(handlers)
             side = {"services": n_drvs, "handlers": h_drvs}
-            compiled = {k: sorted(c for d in drvs for c in third_party_lines(nix.log(d))) for k, drvs in side.items()}
+            compiled = {
+                k: sorted(c for d in drvs for c in third_party_lines(nix.log(d))) for k, drvs in side.items()
+            }
             kept_handlers = not h_drvs and all(nix.drv(attr) == before[attr] for attr in handlers)
-            names = {attr.removeprefix("deploy-lambda-") for attr in services + handlers} | {"deploy-deps", "lambda-deploy-deps", "lambda-"}
-            rebuilt = sorted(name_of(d) for d in n_drvs + h_drvs if any(name_of(d).startswith(n) for n in names) or "deploy-lambda-" in d)
+            names = {attr.removeprefix("deploy-lambda-") for attr in services + handlers} | {
+                "deploy-deps",
+                "lambda-deploy-deps",
+                "lambda-",
+            }
+            rebuilt = sorted(
+                name_of(d)
+                for d in n_drvs + h_drvs
+                if any(name_of(d).startswith(n) for n in names) or "deploy-lambda-" in d
+            )
             line = (
                 f"round {rnd}, {change.label}: third-party crates compiled by every derivation rebuilt: services' side "
                 f"{len(compiled['services'])} {compiled['services']}, handlers' side {len(compiled['handlers'])} {compiled['handlers']}; "
