@@ -161,7 +161,8 @@ def check(root: Path, recorded: dict[str, str]) -> None:
 
 def moved(root: Path, ws: Workspace) -> tuple[int, int]:
     """(third-party lock entries that differ from the base's, third-party entries now)."""
-    base_lock = tomllib.loads((root / BASE_DIR / "Cargo.lock").read_text(encoding="utf-8"))
+    # (a byte copy: a lock that starts with a UTF-8 BOM, which cargo accepts, keeps it)
+    base_lock = tomllib.loads((root / BASE_DIR / "Cargo.lock").read_text(encoding="utf-8").removeprefix("\ufeff"))
     then = {(p["name"], p["version"], p.get("source")) for p in base_lock.get("package", []) if p.get("source")}
     now = {(p.name, p.version, p.source) for p in ws.lock.packages if p.source}
     return len(now - then), len(now)
