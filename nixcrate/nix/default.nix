@@ -381,7 +381,10 @@ let
     root = baseDir;
     lock = baseLock;
     names = baseNames;
-    inherit (base) cargoConfigs gitHashes;
+    inherit (base) cargoConfigs;
+    # Keyed by commit: hashes recorded since the base was taken (`nixcrate hashes`) serve it too,
+    # so its git crates are fixed-output fetches as soon as the workspace's are.
+    gitHashes = ws.gitHashes // base.gitHashes;
   };
   baseClosures = closuresOf {
     src = dummySrcOf {
