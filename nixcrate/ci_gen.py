@@ -277,6 +277,36 @@ class BuildJob:
 
 
 @dataclass(frozen=True, slots=True)
+class Install:
+    """How each job gets nixcrate: the flake's pinned `nixcrate` input, or a pip/pipx requirement."""
+
+    kind: str  # "flake" | "pip" | "pipx"
+    command: str  # the shell command, its requirement quoted
+    source: str  # where the choice came from, for the step's comment
+
+
+# An input declaration `nixcrate = {` / `nixcrate.url =` (`inputs.nixcrate.url =` too).
+_NIXCRATE_INPUT = re.compile(r"\bnixcrate\s*(?:=\s*\{|\.url\s*=)")
+
+
+def install_of(config: Config, flake_text: str) -> Install:
+    """nixcrate.toml's [ci] install when set; else the flake's `nixcrate` input when it has one
+    (flake.lock pins it: CI runs the version the developers' shell has); else pipx from
+    nixcrate's repository at the tag of the version writing this workflow."""
+    from nixcrate import project  # noqa: PLC0415
+
+    if config.ci_install is not None:
+        tool, spec = config.ci_install
+        run = "python -m pip install" if tool == "pip" else "pipx install"
+        return Install(tool, f"{run} {shlex.quote(spec)}", "nixcrate.toml's [ci] install")
+    code = "\n".join(line.split("#", 1)[0] for line in flake_text.splitlines())
+    if _NIXCRATE_INPUT.search(code):
+        return Install("flake", "nix profile install --inputs-from . nixcrate", "the nixcrate input of flake.nix, as flake.lock pins it")
+    spec = f"git+{project.repository()}@v{__version__}"
+    return Install("pipx", f"pipx install {shlex.quote(spec)}", "the release that wrote this file (or: [ci] install in nixcrate.toml, a nixcrate input in flake.nix)")
+
+
+@dataclass(frozen=True, slots=True)
 class CiContext:
     regenerate: str
     version: str
@@ -289,6 +319,7 @@ class CiContext:
     oidc: bool  # jobs that reach AWS ask for id-token: write
     warm_jobs: tuple[WarmJob, ...]
     build_jobs: tuple[BuildJob, ...]
+    install: Install
     checkout: PinnedAction = CHECKOUT
     install_nix: PinnedAction = INSTALL_NIX
     cachix: PinnedAction = CACHIX
@@ -372,7 +403,7 @@ def _handler_entry(output: str, member: str, config: Config) -> MatrixEntry:
 
 
 def build_context(
-    flake: FlakeContext, config: Config, settings: Settings, *, working_directory: str = ""
+    flake: FlakeContext, config: Config, settings: Settings, *, working_directory: str = "", flake_text: str = ""
 ) -> CiContext:
     """Every choice the workflow makes, from the flake's outputs and the CI settings."""
     warm: list[WarmJob] = []
@@ -409,6 +440,7 @@ def build_context(
         oidc=bool(settings.aws_role),
         warm_jobs=tuple(warm),
         build_jobs=tuple(jobs),
+        install=install_of(config, flake_text),
     )
 
 
@@ -539,8 +571,12 @@ def workflow_text(directory: Path, settings: Settings, working_directory: str) -
     config_mod.check_against(config, ws)
     classified = flake_gen.classify(ws, config)
     flake = flake_gen.build_context(ws, config, classified)
-    context = build_context(flake, config, settings, working_directory=working_directory)
-    return files.with_header(render(context)), context
+    try:
+        flake_text = (directory / "flake.nix").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # no flake.nix yet: `nixcrate init` writes the starter
+        flake_text = ""
+    context = build_context(flake, config, settings, working_directory=working_directory, flake_text=flake_text)
+    return files.with_header(render(context), "nixcrate ci"), context
 
 
 def run_ci(directory: Path, options: CiOptions, *, check: bool = False, force: bool = False) -> CiResult:

@@ -190,9 +190,18 @@ def _print_init(result: InitResult, *, check: bool) -> None:
         for line in applied:
             out.print(f"native ({closure_name}): {line}", soft_wrap=True)
     if result.wiring:
-        out.print("flake.nix is yours and does not call nixcrate yet: add these lines to it", soft_wrap=True)
-        for line in result.wiring:
-            out.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
+        out.print(
+            f"flake.nix is yours and does not call nixcrate yet ({result.wiring.shape.value} flake): add these lines to it",
+            soft_wrap=True,
+        )
+        for step in result.wiring.steps:
+            out.print(f"  in {step.where}:", soft_wrap=True, markup=False, highlight=False)
+            for line in step.lines:
+                out.print(f"    {line}", soft_wrap=True, markup=False, highlight=False)
+    if result.next_steps:
+        out.print("next:", soft_wrap=True)
+        for step in result.next_steps:
+            out.print(f"  {step}", soft_wrap=True, markup=False, highlight=False)
 
 
 def _print_left_out(result: InitResult) -> None:

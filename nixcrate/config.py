@@ -94,6 +94,9 @@ class Config:
     lambdas: ClosureConfig = ClosureConfig()
     toolchain: str = "auto"  # auto | nixpkgs | file
     checks_closure: bool = False
+    # [ci] install: how the workflow installs nixcrate, ("pip" | "pipx", requirement), or None:
+    # the flake's `nixcrate` input when it has one, else pipx from nixcrate's repository.
+    ci_install: tuple[str, str] | None = None
     exists: bool = field(default=False, compare=False)
 
     def member(self, name: str) -> MemberConfig:
@@ -118,7 +121,7 @@ _MEMBER_KEYS = {
     "env": "table of strings",
     "package": "true or false (a library no member depends on: build it as a package of its own or not)",
 }
-_TOP_KEYS = ("systems", "exclude", "members", "lambda", "services", "git-hashes", "native", "toolchain", "checks")
+_TOP_KEYS = ("systems", "exclude", "members", "lambda", "services", "git-hashes", "native", "toolchain", "checks", "ci")
 
 
 def _err(key: str, what: str) -> ConfigError:
@@ -255,6 +258,20 @@ def _lto(raw: dict[str, Any], key: str) -> str | None:
     return str(text)
 
 
+_INSTALL_FIX = 'write "pipx:<requirement>" or "pip:<requirement>", e.g. "pipx:git+https://github.com/nixcrate/nixcrate@v0.1.0"'
+
+
+def _install_spec(value: Any) -> tuple[str, str]:
+    """[ci] install: "pip:<requirement>" or "pipx:<requirement>", one word the workflow quotes."""
+    text = _str(value, "ci.install")
+    tool, sep, spec = text.partition(":")
+    if not sep or tool not in ("pip", "pipx"):
+        raise _err("ci.install", f"{text!r} names no installer: {_INSTALL_FIX}")
+    if not spec or spec.startswith("-") or any(c.isspace() or c in "'\"`$\\" or not c.isprintable() for c in spec):
+        raise _err("ci.install", f"{spec!r} is not one requirement (no spaces, quotes, options): {_INSTALL_FIX}")
+    return tool, spec
+
+
 def parse(data: dict[str, Any]) -> Config:
     _unknown(data, _TOP_KEYS, "")
     members_raw = data.get("members", {})
@@ -267,6 +284,7 @@ def parse(data: dict[str, Any]) -> Config:
         ("lambda", lam, ("glibc", "opt-level", *_CLOSURE_KEYS)),
         ("services", svc, ("opt-level", *_CLOSURE_KEYS)),
         ("checks", checks, ("closure",)),
+        ("ci", data.get("ci", {}), ("install",)),
     ):
         if not isinstance(table, dict):
             raise _err(key, "expected a table: fix the value")
@@ -301,6 +319,7 @@ def parse(data: dict[str, Any]) -> Config:
         lambdas=_closure("lambda", lam),
         toolchain=toolchain,
         checks_closure=closure,
+        ci_install=_install_spec(data["ci"]["install"]) if "install" in data.get("ci", {}) else None,
         exists=True,
     )
 
@@ -356,9 +375,10 @@ def render_initial(ws: Workspace, kinds: dict[str, MemberKind]) -> str:
     lines = [
         "# nixcrate.toml: settings for the flake nixcrate generates from this workspace.",
         "# Yours to edit: nixcrate reads it on every run and never rewrites it.",
-        "# After a change, run 'nixcrate init' to regenerate flake.nix.",
+        "# After a change, run 'nixcrate init': it regenerates nix/nixcrate/ (flake.nix is yours, never rewritten).",
         "",
-        "# Systems the flake has packages for.",
+        "# Systems of the starter flake.nix, read when init writes it (a workspace without one);",
+        "# after that, flake.nix's own `systems` list decides.",
         f"# systems = [{', '.join(repr(s).replace(chr(39), chr(34)) for s in DEFAULT_SYSTEMS)}]",
         "",
         "# Members to leave out of the flake entirely.",

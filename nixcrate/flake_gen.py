@@ -556,21 +556,13 @@ def render_data(context: FlakeContext) -> str:
 
 def render_starter(context: FlakeContext) -> str:
     """The starter flake.nix, written only where the workspace has none: the user's from then on."""
-    return str(_environment().get_template("flake.nix.j2").render(ctx=context, dir=GENERATED_DIR))
+    from nixcrate import project  # noqa: PLC0415
+
+    template = _environment().get_template("flake.nix.j2")
+    return str(template.render(ctx=context, dir=GENERATED_DIR, nixcrate_url=project.flake_url()))
 
 
 def library_files() -> dict[str, str]:
     """nixcrate's Nix library and scripts, as shipped: file name -> text."""
     base = resources.files("nixcrate") / "nix"
     return {name: (base / name).read_text(encoding="utf-8") for name in LIBRARY_FILES}
-
-
-def wiring_lines(context: FlakeContext) -> tuple[str, ...]:
-    """What a hand-written flake.nix needs to call nixcrate's library (printed by init)."""
-    extra = " rust-overlay = inputs.rust-overlay;" if context.toolchain_file else ""
-    return (
-        'inputs.crane.url = "github:ipetkov/crane";'
-        + (' inputs.rust-overlay = { url = "github:oxalica/rust-overlay"; inputs.nixpkgs.follows = "nixpkgs"; };' if extra else ""),
-        f"nixcrate = import ./{GENERATED_DIR} {{ inherit pkgs; inherit (inputs) crane;{extra} }};  # per system",
-        "packages = nixcrate.packages; checks = nixcrate.checks; devShells.default = nixcrate.devShell;",
-    )

@@ -542,7 +542,9 @@ def _library_problems(facts: _ElfFacts, arch: Arch, fix_link: str) -> list[Probl
         for value in paths
         if "/nix/store" in value
     ]
-    allowed = {*_GLIBC_LIBS, PurePosixPath(arch.interpreter).name}
+    # Every architecture's loader: another one's (an x86_64 binary checked with --arch arm64)
+    # is the wrong-machine problem already reported, not a library to link statically.
+    allowed = {*_GLIBC_LIBS, *(PurePosixPath(a.interpreter).name for a in ARCHES.values())}
     problems += [
         Problem(
             "needed-library",

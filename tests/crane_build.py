@@ -78,11 +78,11 @@ def zig_env() -> dict[str, str]:
     return env
 
 
-def build(workspace: Path, attrs: list[str], log_dir: Path | None = None) -> dict[str, Result]:
+def build(workspace: Path, attrs: list[str], log_dir: Path | None = None, overrides: tuple[tuple[str, str], ...] = ()) -> dict[str, Result]:
     """`crane-build/build --json WORKSPACE ATTR...`: one result per attribute (the workspace's
     base snapshot seeded first, in place: see seed_base_snapshot)."""
     seed_base_snapshot(workspace)
-    argv = [sys.executable, str(CRANE_BUILD / "build"), "--json"]
+    argv = [sys.executable, str(CRANE_BUILD / "build"), "--json", *(a for name, ref in overrides for a in ("--override-input", name, ref))]
     if log_dir is not None:
         argv += ["--log-dir", str(log_dir)]
     proc = subprocess.run(
@@ -133,7 +133,7 @@ class Staged:
         shutil.rmtree(self.flake.parent, ignore_errors=True)
 
 
-def stage(workspace: Path) -> Staged:
+def stage(workspace: Path, overrides: tuple[tuple[str, str], ...] = ()) -> Staged:
     os.environ.update({k: v for k, v in zig_env().items() if k == "CRANE_BUILD_ZIG_VENV"})
     sys.path.insert(0, str(CRANE_BUILD))
     try:
@@ -146,7 +146,7 @@ def stage(workspace: Path) -> Staged:
     cb.seed_lock(staged / "Cargo.lock", env)
     seed_base_snapshot(staged)
     cb.h.git_add(staged)
-    return Staged(staged, tuple(cb.overrides_for(s, staged)), env["NIX_CONFIG"])
+    return Staged(staged, tuple(cb.overrides_for(s, staged, [list(o) for o in overrides])), env["NIX_CONFIG"])
 
 
 def _cbuild():  # type: ignore[no-untyped-def]  # crane-build's module, beside the repository

@@ -25,7 +25,7 @@ from conftest import EXAMPLE, REPO, copy_in_reverse_order, copy_workspace
 from fake_flakes import write_plain_flake
 from ruamel.yaml import YAML
 
-from nixcrate import ci_gen, config, flake_gen, workspace
+from nixcrate import __version__, ci_gen, config, flake_gen, workspace
 from nixcrate.cli import cli
 from nixcrate.errors import UsageError
 from nixcrate.files import HEADER_PREFIX
@@ -98,6 +98,13 @@ def context_of(root: Path, *argv: str) -> ci_gen.CiContext:
 
 
 # --------------------------------------------------------------------------- decisions
+
+
+def test_the_workflow_header_names_nixcrate_ci_as_the_command_that_regenerates_it(ws: Path) -> None:
+    assert run("ci", str(ws))[0] == 0
+    note = (ws / ci_gen.WORKFLOW).read_text().splitlines()[1]
+    assert "run 'nixcrate ci'" in note and "nixcrate init" not in note
+    assert run("ci", "--check", str(ws))[0] == 0  # the note is part of the header nixcrate reads back
 
 
 def test_matrices_hold_exactly_the_services_and_handlers(ws: Path) -> None:
@@ -345,8 +352,10 @@ def test_workflow_shape_pins_permissions_and_secrets(ws: Path, cache: str) -> No
         assert 'nixcrate build "$OUTPUT" --summary-file "$GITHUB_STEP_SUMMARY"' in runs
         assert any(s.get("uses", "").startswith("actions/upload-artifact@") for s in job["steps"])
     assert any("nixcrate lambda verify" in s.get("run", "") for s in jobs["handlers"]["steps"])
-    assert "python -m pip install nixcrate==" in text
-    assert "pinned: 'pip install nixcrate==" in text
+    # No package index has nixcrate: the default install is pipx from its repository, at the tag
+    # of the release that wrote the workflow.
+    assert "pip install nixcrate==" not in text
+    assert f"pipx install git+https://github.com/nixcrate/nixcrate@v{__version__}" in text
     for job in jobs.values():
         for step in job["steps"]:
             assert "${{" not in step.get("run", ""), "expressions go through env:, never into a script"

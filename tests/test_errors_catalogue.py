@@ -220,6 +220,7 @@ CASES: dict[str, Case] = {
     "base-snapshot-copy-missing": Case({"nix/nixcrate/base/services/api/Cargo.toml": None}, args=("init", "--check", "{root}")),
     "base-snapshot-other-version": Case({}),  # base.nix rewritten with another format, below
     "base-snapshot-patch-gone": Case({}),  # a snapshot naming a patched crate, removed below
+    "flake-out-of-date-edited": Case({}, args=("init", "--check", "{root}")),
     "strict-warnings": Case(
         {"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "tools/*"')}, args=("init", "--strict", "{root}"), writes=True
     ),
@@ -245,6 +246,8 @@ CASES: dict[str, Case] = {
     "lockfile-too-deep": Case({"Cargo.lock": b"a = " + b"[" * 10000 + b"]" * 10000 + b"\n"}),
     "config-not-utf8": Case({"nixcrate.toml": b'[members.api]\nkind = "\xff"\n'}),
     "config-no-systems": Case({"nixcrate.toml": "systems = []\n"}),
+    "config-install-no-installer": Case({"nixcrate.toml": '[ci]\ninstall = "npm:nixcrate"\n'}),
+    "config-install-not-one-requirement": Case({"nixcrate.toml": '[ci]\ninstall = "pipx:nixcrate --pre"\n'}),
     "native-not-a-crate-name": Case({"nixcrate.toml": '[native."a b"]\nreason = "x"\n'}),
     "native-conflict": Case(
         {
@@ -385,6 +388,10 @@ def test_catalogued_error(ident: str, tmp_path: Path, request: pytest.FixtureReq
     if ident == "flake-out-of-date":
         assert run_cli(["init", str(root)], {})[0] == 0
         write(root, {**member("billing", bin_=True), "Cargo.lock": with_lock("billing")})
+    if ident == "flake-out-of-date-edited":
+        assert run_cli(["init", str(root)], {})[0] == 0
+        data = root / "nix/nixcrate/workspace.nix"
+        data.write_text(data.read_text().replace(" = ", " = # mine\n  ", 1))
     if ident == "file-system":
         (root / "flake.nix").symlink_to("flake.nix")
     if ident == "member-symlink":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -71,6 +72,9 @@ def test_first_init_writes_a_commented_nixcrate_toml(ws: Path) -> None:
     assert '[members.api]\n# kind = "service"  (detected)' in text
     assert '[members.common]\n# kind = "library"  (detected)' in text
     assert "create  nixcrate.toml" in out
+    # What init regenerates is nix/nixcrate; flake.nix is the user's, and its own systems decide.
+    assert "regenerate flake.nix" not in text and "flake.nix is yours" in text
+    assert "flake.nix's own `systems` list decides" in text
 
 
 def test_second_init_changes_nothing(ws: Path) -> None:
@@ -120,6 +124,29 @@ def test_hand_written_flake_is_never_touched_and_init_prints_the_wiring(ws: Path
     assert (ws / "flake.nix").read_text() == "{ outputs = _: { }; }\n"
     assert (ws / DATA).is_file()
     assert "does not call nixcrate yet" in out and "import ./nix/nixcrate" in out
+    # A shape init does not know: one warning line naming the file, and the genAttrs lines.
+    warning = [line for line in err.splitlines() if "none of the shapes nixcrate knows" in line]
+    assert len(warning) == 1 and warning[0].startswith("warning: flake.nix:")
+
+
+def test_wiring_reaches_the_inputs_by_the_names_the_flake_binds(ws: Path) -> None:
+    from nixcrate import flake_shape  # noqa: PLC0415
+
+    utils = (
+        "{ outputs = inputs@{ self, nixpkgs, flake-utils, ... }:\n"
+        "    flake-utils.lib.eachSystem [ \"x86_64-linux\" ] (sys: { packages.x = 1; }); }\n"
+    )
+    wiring = flake_shape.wiring(utils, "nix/nixcrate", toolchain=True)
+    assert wiring.shape is flake_shape.Shape.FLAKE_UTILS
+    lines = [line for step in wiring.steps for line in step.lines]
+    # inputs@: crane and rust-overlay through `inputs`, no new arguments; no `pkgs` bound there.
+    assert "workspace = import ./nix/nixcrate { pkgs = nixpkgs.legacyPackages.${sys}; inherit (inputs) crane rust-overlay; };" in lines
+    assert not [s for s in wiring.steps if s.where == "outputs' arguments"]
+    plain = "{ outputs = { self, nixpkgs }: { packages = nixpkgs.lib.genAttrs [ ] (s: { }); }; }\n"
+    wiring = flake_shape.wiring(plain, "nix/nixcrate", toolchain=False)
+    assert wiring.shape is flake_shape.Shape.GENATTRS
+    assert [s.lines for s in wiring.steps if s.where == "outputs' arguments"] == [("{ self, nixpkgs, crane }:",)]
+    assert flake_shape.shape_of("{ # flake-utils.lib.eachDefaultSystem\n outputs = _: { }; }") is flake_shape.Shape.UNKNOWN
 
 
 def test_a_flake_from_an_earlier_nixcrate_is_migrated_keeping_a_backup(ws: Path) -> None:
@@ -227,3 +254,70 @@ def test_closure_and_native_overrides_reach_closure_and_packages(ws: Path) -> No
     assert "CODEGEN_UNITS" not in service_args  # unset: the workspace's [profile.release] decides
     assert "ONLY_IN_LAMBDA" not in flake  # smallvec is not in the handlers' closure
     assert "native (deployCargoArtifacts): smallvec: sqlite (pretend it links something)" in out
+
+
+def _relayout_nix(text: str) -> str:
+    """What `nix fmt` may do to a file, done by hand (no Nix formatter installs offline): every
+    line re-indented, a line opening `[`/`{`/`(` joined with the next, `x = value;` split
+    after `=`. Tokens are kept; Nix's own parser checks the meaning is too."""
+    out: list[str] = []
+    in_string = False  # inside a '' string, where indentation is meaning: kept as it is
+    for line in text.splitlines():
+        body = line.strip()
+        was_in_string = in_string
+        unescaped = re.sub(r"''['$\\]", "", line)  # escapes inside a '' string: ''' ''$ ''\
+        in_string ^= unescaped.count("''") % 2 == 1
+        if was_in_string or in_string:
+            out.append(line)
+            continue
+        if out and out[-1].rstrip().endswith(("[", "{", "(")) and not out[-1].lstrip().startswith("#") and body and not body.startswith("#"):
+            out[-1] = out[-1] + " " + body
+            continue
+        indent = " " * (2 * (len(line) - len(line.lstrip())))
+        head, eq, tail = body.partition(" = ")
+        if eq and tail.endswith(";") and '"' not in head and "#" not in body and "''" not in body:
+            out.extend([f"{indent}{head} =", f"{indent}    {tail}"])
+        else:
+            out.append(indent + body)
+    return "\n".join(out) + "\n"
+
+
+def _nix_ast(path: Path) -> str:
+    proc = subprocess.run(["nix-instantiate", "--parse", str(path)], capture_output=True, text=True, check=True)
+    return proc.stdout
+
+
+@needs_nix
+def test_reformatted_generated_files_pass_the_drift_check_and_a_token_edit_does_not(ws: Path) -> None:
+    assert run("init", str(ws))[0] == 0
+    generated = sorted(p for p in (ws / "nix" / "nixcrate").iterdir() if p.is_file())  # (base/: the snapshot)
+    for path in generated:
+        before = path.read_text()
+        if path.suffix == ".nix":
+            ast = _nix_ast(path)
+            path.write_text(_relayout_nix(before))
+            assert _nix_ast(path) == ast, path.name  # the re-layout kept the meaning
+        else:  # the shell scripts: the real shfmt, as treefmt runs it
+            path.write_text(subprocess.run(["shfmt", str(path)], capture_output=True, text=True, check=True).stdout)
+        assert path.read_text() != before or path.name == "zig-caches.sh", path.name
+    formatted = snapshot(ws)
+    code, _, err = run("init", "--check", str(ws))
+    assert code == 0, err
+    code, out, err = run("init", str(ws))
+    assert code == 0, err
+    assert snapshot(ws) == formatted  # the user's layout is kept
+    # A workspace change: init rewrites the reformatted files without --force.
+    config = ws / "nixcrate.toml"
+    config.write_text(config.read_text().replace("[members.worker]\n", '[members.worker]\ncargo-extra-args = "--verbose"\n'))
+    code, out, err = run("init", str(ws))
+    assert code == 0, err
+    assert f"update  {DATA}" in out
+    # A token edit is still an edit, for init and for the drift check, and nothing is written.
+    data = ws / DATA
+    data.write_text(data.read_text().replace('kind = "service";', 'kind = "lambda";', 1))
+    edited = snapshot(ws)
+    code, _, err = run("init", str(ws))
+    assert code == 1 and "edited by hand" in err
+    code, _, err = run("init", "--check", str(ws))
+    assert code == 1 and "edited by hand" in err and "init --force" in err and len(err.strip().splitlines()) == 1
+    assert snapshot(ws) == edited

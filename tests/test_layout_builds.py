@@ -265,12 +265,16 @@ def test_a_hand_written_flake_wires_in_the_printed_lines_and_builds_both(tmp_pat
     result = CliRunner().invoke(cli, ["init", str(ws)])
     assert result.exit_code == 0, result.output
     assert (ws / "flake.nix").read_text() == HAND_WRITTEN  # never touched
-    printed = result.output.split("add these lines to it\n", 1)[1].splitlines()
-    call = next(line.strip() for line in printed if line.strip().startswith("nixcrate = import"))
+    # A single-system flake is none of the known shapes: init says so and prints the genAttrs
+    # lines, which a user adapts to the one system.
+    assert "none of the shapes nixcrate knows" in result.stderr
+    printed = result.stdout.split("  in the let of outputs:\n", 1)[1].splitlines()
+    let = [line[4:] for line in printed[:3]]
+    assert let[0].startswith("workspace = nixpkgs.lib.genAttrs"), printed
     wired = HAND_WRITTEN.replace(
         "      pkgs = nixpkgs.legacyPackages.x86_64-linux;\n",
-        f"      pkgs = nixpkgs.legacyPackages.x86_64-linux;\n      {call.split('  #')[0]}\n",
-    ).replace('openapi-spec = pkgs.writeText "openapi.json" "{}";', 'openapi-spec = pkgs.writeText "openapi.json" "{}";\n      } // nixcrate.packages // {')
+        "      pkgs = nixpkgs.legacyPackages.x86_64-linux;\n" + "".join(f"      {line}\n" for line in let),
+    ).replace('openapi-spec = pkgs.writeText "openapi.json" "{}";', 'openapi-spec = pkgs.writeText "openapi.json" "{}";\n      } // workspace.x86_64-linux.packages // {')
     (ws / "flake.nix").write_text(wired)
     results = build(ws, "openapi-spec", "api")
     assert results["api"].third_party == ()

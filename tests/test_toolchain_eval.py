@@ -200,6 +200,31 @@ def test_dev_checks_closure_is_standalone(tmp_path: Path, overrides: list[tuple[
 
 
 @needs_rust_overlay
+def test_a_crane_library_of_your_own_decides_the_toolchain(tmp_path: Path, overrides: list[tuple[str, str]]) -> None:
+    """Bring your own craneLib: a rust-overlay toolchain chosen in flake.nix, not by a file."""
+    ws = copy_workspace(EXAMPLE, tmp_path / "monorepo")
+    flake = ws / "flake.nix"
+    text = flake.read_text()
+    text = text.replace(
+        '    crane.url = "github:ipetkov/crane";\n',
+        '    crane.url = "github:ipetkov/crane";\n    rust-overlay = { url = "github:oxalica/rust-overlay"; inputs.nixpkgs.follows = "nixpkgs"; };\n',
+    )
+    old = "          inherit pkgs crane;\n"
+    assert old in text
+    text = text.replace(
+        old,
+        "          inherit pkgs;\n"
+        f"          craneLib = (crane.mkLib pkgs).overrideToolchain (p: (inputs.rust-overlay.lib.mkRustBin {{ }} p).stable.\"{CHANNEL}\".default);\n",
+    )
+    flake.write_text(text)
+    packages = eval_flake(ws, overrides)
+    for attr in ("api", "deployCargoArtifacts"):
+        inputs = input_drvs(packages[attr])
+        assert [d for d in inputs if d.endswith(PINNED)], f"{attr}: {inputs}"
+        assert not [d for d in inputs if "-rustc-1.95" in d], attr  # not nixpkgs' own rustc
+
+
+@needs_rust_overlay
 def test_leaf_edit_amplification_stays_one_with_a_pinned_toolchain(
     tmp_path: Path, overrides: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

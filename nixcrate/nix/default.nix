@@ -3,8 +3,9 @@
 # nixcrate ships this file verbatim (see NIXCRATE_LIB_VERSION below) and `nixcrate init`
 # rewrites it with the rest of this directory; your flake.nix calls it:
 #
-#   nixcrate = import ./nix/nixcrate { inherit pkgs crane; };
-#   packages = nixcrate.packages;  checks = nixcrate.checks;  devShells.default = nixcrate.devShell;
+#   workspace = import ./nix/nixcrate { inherit pkgs crane; };
+#   packages = workspace.packages;  apps = workspace.apps;  checks = workspace.checks;
+#   devShells.default = workspace.devShell;
 #
 # What it builds, and why it is built that way:
 #
@@ -20,14 +21,20 @@
 {
   pkgs,
   # The crane flake input (github:ipetkov/crane).
-  crane,
+  crane ? null,
+  # Or your own crane library, used as it is: e.g. with a fenix or rust-overlay toolchain,
+  #   craneLib = (crane.mkLib pkgs).overrideToolchain (p: fenix.packages.${p.system}.stable.toolchain);
+  # It then decides the toolchain (a rust-toolchain.toml is yours to honour in it).
+  craneLib ? null,
   # The rust-overlay flake input, needed only when the workspace pins a toolchain file.
   rust-overlay ? null,
+  # nixcrate itself (its flake's packages.default), for the dev shell.
+  nixcrate ? null,
   # The workspace root: this directory is <root>/nix/nixcrate.
   src ? ../..,
   # What nixcrate read from the workspace (generated; see the file's own comments).
   workspace ? import ./workspace.nix { inherit pkgs; },
-}:
+}@args:
 let
   inherit (pkgs) lib;
   ws = workspace;
@@ -77,7 +84,11 @@ let
   # ------------------------------------------------------------------------ toolchain
 
   craneLib =
-    if ws.toolchain == null then
+    if args.craneLib or null != null then
+      args.craneLib
+    else if crane == null then
+      throw "nixcrate: pass the crane flake input (or your own craneLib) to ./nix/nixcrate"
+    else if ws.toolchain == null then
       crane.mkLib pkgs
     else if rust-overlay == null then
       throw "nixcrate: ${ws.toolchain.file} pins a toolchain: pass the rust-overlay flake input to ./nix/nixcrate"
@@ -809,6 +820,19 @@ let
     lib.mapAttrs mkService services
     // lib.optionalAttrs (services != { }) { inherit deployCargoArtifacts; };
 
+  # `nix build` without an attribute, in a workspace with one service (or one handler zip):
+  # that one. With several there is none: a join of them all would be one more derivation
+  # that every edit changes; build them by name (`nix build .#api .#worker`).
+  deployables = lib.filterAttrs (attr: _: services ? ${attr} || lib.hasPrefix "deploy-lambda-" attr) (
+    servicePackages // lambdaPackages
+  );
+
+  # `nix run .#<service>`: its binary named as the package, else its first.
+  apps = lib.mapAttrs (name: m: {
+    type = "app";
+    program = "${servicePackages.${name}}/bin/${if lib.elem name m.bins then name else lib.head m.bins}";
+  }) (lib.filterAttrs (_: m: m.kind == "service" && m.bins or [ ] != [ ]) services);
+
   # ------------------------------------------------------------------------ checks
 
   mkCheck =
@@ -872,12 +896,25 @@ let
     };
 in
 {
-  packages = servicePackages // lambdaPackages;
+  packages =
+    servicePackages
+    // lambdaPackages
+    // lib.optionalAttrs (lib.length (lib.attrNames deployables) == 1) {
+      default = lib.head (lib.attrValues deployables);
+    };
+  apps = apps // lib.optionalAttrs (lib.length (lib.attrNames apps) == 1) { default = lib.head (lib.attrValues apps); };
   inherit checks craneLib;
+  # The toolchain (crane's devShell adds it), the closures' native inputs, as their builds have
+  # them, cargo-zigbuild and zig when there are handlers, and nixcrate.
   devShell = craneLib.devShell {
-    packages = lib.optionals (lambdas != { }) [
-      pkgs.cargo-zigbuild
-      pkgs.zig
-    ];
+    inputsFrom =
+      lib.optional (services != { }) deployCargoArtifacts
+      ++ lib.optional (lambdaPackages ? lambdaDeployCargoArtifacts) lambdaDeployCargoArtifacts;
+    packages =
+      lib.optionals (lambdas != { }) [
+        pkgs.cargo-zigbuild
+        pkgs.zig
+      ]
+      ++ lib.optional (nixcrate != null) nixcrate;
   };
 }

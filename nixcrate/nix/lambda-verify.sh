@@ -131,7 +131,8 @@ if printf '%s\n' "$nc_entries" | grep -qx bootstrap; then
         esac
       done <<< "$(sed -n "s/.*($nc_kind) *Library [a-z]*: \[\(.*\)\]$/\1/p" "$nc_tmp/d")"
     done
-    nc_allowed="libc.so.6 libm.so.6 libpthread.so.0 libdl.so.2 librt.so.1 libutil.so.1 libresolv.so.2 libanl.so.1 libgcc_s.so.1 ${nc_interp_want##*/}"
+    # Both loaders: another architecture's (a binary built for the wrong one) is wrong-machine.
+    nc_allowed="libc.so.6 libm.so.6 libpthread.so.0 libdl.so.2 librt.so.1 libutil.so.1 libresolv.so.2 libanl.so.1 libgcc_s.so.1 ld-linux-x86-64.so.2 ld-linux-aarch64.so.1"
     while IFS= read -r nc_lib; do
       [ -n "$nc_lib" ] || continue
       case " $nc_allowed " in
@@ -145,7 +146,10 @@ if printf '%s\n' "$nc_entries" | grep -qx bootstrap; then
     readelf --dyn-syms -W "$nc_bin" 2>/dev/null \
       | awk 'NF >= 8 { n = index($8, "@"); if (n > 0) { v = substr($8, n + 1); sub(/^@/, "", v); print v, substr($8, 1, n - 1) } }' \
       | sort -u > "$nc_tmp/symbols"
-    { grep -E '^GLIBC_[0-9]+(\.[0-9]+)+$' "$nc_tmp/versions" | sort -t_ -k2,2V; grep -vE '^GLIBC_[0-9]+(\.[0-9]+)+$' "$nc_tmp/versions" | sort; } > "$nc_tmp/ordered"
+    {
+      grep -E '^GLIBC_[0-9]+(\.[0-9]+)+$' "$nc_tmp/versions" | sort -t_ -k2,2V
+      grep -vE '^GLIBC_[0-9]+(\.[0-9]+)+$' "$nc_tmp/versions" | sort
+    } > "$nc_tmp/ordered"
     while IFS= read -r nc_ver; do
       [ -n "$nc_ver" ] || continue
       nc_implied=
