@@ -116,11 +116,16 @@ def cli(verbose: bool) -> None:
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when nix/nixcrate is out of date (for CI).")
 @click.option("--force", is_flag=True, help="Replace a generated file you edited (a .bak copy is kept).")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too (e.g. a git dependency without a hash).")
-def init(directory: Path, check: bool, force: bool, strict: bool) -> None:
+@click.option(
+    "--refresh-base", is_flag=True, help="Retake the base snapshot (nix/nixcrate/base) the closures start from, from the workspace as it is."
+)
+def init(directory: Path, check: bool, force: bool, strict: bool, refresh_base: bool) -> None:
     """Generate nix/nixcrate (and, where they are missing, flake.nix and nixcrate.toml) for the workspace in DIRECTORY."""
     from nixcrate.generate import run_init  # noqa: PLC0415
 
-    result = run_init(directory, check=check, force=force)
+    if check and refresh_base:
+        raise click.UsageError("--check writes nothing and --refresh-base writes the base snapshot: give one of them")
+    result = run_init(directory, check=check, force=force, refresh_base=refresh_base)
     _print_init(result, check=check)
     if strict and result.warnings:
         raise NixcrateError(f"{len(result.warnings)} warning(s) and --strict was given: fix them, or drop --strict")
@@ -178,6 +183,13 @@ def _print_init(result: InitResult, *, check: bool) -> None:
         )
     if result.report.lambdas.members:
         out.print(f"handlers' closure: {len(result.report.lambdas.crates)} third-party crates, compiled once in lambdaDeployCargoArtifacts", soft_wrap=True)
+    if result.base_moved is not None:
+        moved, total = result.base_moved
+        out.print(
+            f"base snapshot: {moved} of {total} third-party crates moved since nix/nixcrate/base was taken "
+            "(each build recompiles those and their dependents; 'nixcrate init --refresh-base' resets that)",
+            soft_wrap=True,
+        )
     for closure_name, applied in result.native_applied:
         for line in applied:
             out.print(f"native ({closure_name}): {line}", soft_wrap=True)

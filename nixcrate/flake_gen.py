@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 GENERATED_DIR = "nix/nixcrate"
 DATA_FILE = "workspace.nix"
 # Shipped verbatim from nixcrate/nix/ (the library, its scripts, the flake-parts module).
-LIBRARY_FILES = ("default.nix", "flake-module.nix", "lambda-package.sh", "lambda-verify.sh", "zig-caches.sh")
+LIBRARY_FILES = ("default.nix", "flake-module.nix", "lambda-package.sh", "lambda-verify.sh", "stable-vendor.sh", "zig-caches.sh")
 
 # Files that are not a crate's source even when they sit inside its directory.
 GENERATED = ("flake.nix", "flake.lock", "nixcrate.toml", ".github", "nix/nixcrate", "target")

@@ -88,7 +88,7 @@ def source_files(ws: Workspace, member: str, *, dev: bool = False) -> list[Path]
     """
     graph = closure_mod.graph_for(ws)
     compiled = graph.path_closure(ws.crate(member), dev=dev)
-    rels = {Path("Cargo.toml"), Path("Cargo.lock"), *(Path(c) for c in ws.cargo_configs)}
+    rels = {Path("Cargo.toml"), *(Path(c) for c in ws.cargo_configs)}  # Cargo.lock comes as crane's cargoLock
     rels |= {Path(c.manifest) for c in ws.crates}
     crate_dirs = {c.path for c in ws.crates}
     for c in compiled:
@@ -175,7 +175,7 @@ class Sandbox:
 
     def package_step(self, ws: Workspace, member: str, command: str, prelude: str = "", *, dev: bool = False) -> StepResult:
         src = self.fresh()
-        for rel in source_files(ws, member, dev=dev):
+        for rel in (*source_files(ws, member, dev=dev), Path("Cargo.lock")):  # the lock: crane's replaceCargoLockHook
             _copy_file(ws.root / rel, src / rel)
         place_stubs(ws, src)
         shutil.copytree(self.saved, src / "target", symlinks=True)

@@ -7,8 +7,10 @@ tests that run `nix` or `nixcrate build` themselves on the same flake.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +37,10 @@ def crane_build_missing(workspace: Path) -> str | None:
         return "the ziglang and cargo-zigbuild wheels are not installed (pip install -e '.[test]'), crane-build needs them"
     lock = tomllib.loads((workspace / "Cargo.lock").read_text())
     for pkg in lock.get("package", []):
-        if pkg.get("source", "").startswith("registry+") and not (REGISTRY / f"{pkg['name']}-{pkg['version']}").is_dir():
+        if (
+            pkg.get("source", "").startswith("registry+")
+            and not (REGISTRY / f"{pkg['name']}-{pkg['version']}").is_dir()
+        ):
             return f"{pkg['name']}-{pkg['version']} is not in {REGISTRY} (scripts/test installs Debian's librust-*-dev)"
     return None
 
@@ -65,18 +70,24 @@ def zig_env() -> dict[str, str]:
         import ziglang  # noqa: PLC0415
     except ImportError:
         return env
-    root = Path(ziglang.__file__).resolve().parents[4]  # <env>/lib/python3.X/site-packages/ziglang/__init__.py
+    root = (
+        Path(ziglang.__file__).resolve().parents[4]
+    )  # <env>/lib/python3.X/site-packages/ziglang/__init__.py
     if "CRANE_BUILD_ZIG_VENV" not in env and (root / "bin" / "cargo-zigbuild").is_file():
         env["CRANE_BUILD_ZIG_VENV"] = str(root)
     return env
 
 
 def build(workspace: Path, attrs: list[str], log_dir: Path | None = None, overrides: tuple[tuple[str, str], ...] = ()) -> dict[str, Result]:
-    """`crane-build/build --json WORKSPACE ATTR...`: one result per attribute."""
+    """`crane-build/build --json WORKSPACE ATTR...`: one result per attribute (the workspace's
+    base snapshot seeded first, in place: see seed_base_snapshot)."""
+    seed_base_snapshot(workspace)
     argv = [sys.executable, str(CRANE_BUILD / "build"), "--json", *(a for name, ref in overrides for a in ("--override-input", name, ref))]
     if log_dir is not None:
         argv += ["--log-dir", str(log_dir)]
-    proc = subprocess.run([*argv, str(workspace), *attrs], capture_output=True, text=True, check=False, env=zig_env())
+    proc = subprocess.run(
+        [*argv, str(workspace), *attrs], capture_output=True, text=True, check=False, env=zig_env()
+    )
     if proc.returncode == 2 or not proc.stdout.strip():
         raise RuntimeError(f"crane-build could not run: {proc.stderr[-3000:]}")
     results = json.loads(proc.stdout)["results"]
@@ -133,6 +144,7 @@ def stage(workspace: Path, overrides: tuple[tuple[str, str], ...] = ()) -> Stage
     staged = cb.stage(workspace.resolve())
     env = cb.nix_env(s)
     cb.seed_lock(staged / "Cargo.lock", env)
+    seed_base_snapshot(staged)
     cb.h.git_add(staged)
     return Staged(staged, tuple(cb.overrides_for(s, staged, [list(o) for o in overrides])), env["NIX_CONFIG"])
 
@@ -154,3 +166,96 @@ def drv_paths(workspace: Path, system: str = "x86_64-linux") -> dict[str, str]:
         return found
     finally:
         staged.cleanup()
+
+
+def _cbuild():  # type: ignore[no-untyped-def]  # crane-build's module, beside the repository
+    sys.path.insert(0, str(CRANE_BUILD))
+    try:
+        import _cbuild as cb  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(CRANE_BUILD))
+    return cb
+
+
+def seed_lock(lock: Path, registry: Path = REGISTRY, *, fresh: tuple[str, ...] = ()) -> None:
+    """Rewrite `lock`'s checksums in place to those crane-build gives its seeded crates (what
+    its `build` does to the staged copy only), so that a base snapshot taken from this lock
+    agrees with what crane-build seeds. fresh: `name-version`s whose content in `registry`
+    changed since crane-build last packed them (its tarball cache is keyed by name-version)."""
+    cb = _cbuild()
+    s = cb.setup()
+    for crate in fresh:
+        (cb.CRATE_CACHE / f"{crate}.crate").unlink(missing_ok=True)
+    cb.REGISTRY = registry
+    try:
+        cb.seed_lock(lock, cb.nix_env(s))
+    finally:
+        cb.REGISTRY = REGISTRY
+
+
+def build_with_registry(workspace: Path, attrs: list[str], registry: Path) -> dict[str, Result]:
+    """build(), with crane-build seeding crates from `registry` (CRANE_BUILD_REGISTRY)."""
+    before = os.environ.get("CRANE_BUILD_REGISTRY")
+    os.environ["CRANE_BUILD_REGISTRY"] = str(registry)
+    try:
+        return build(workspace, attrs)
+    finally:
+        if before is None:
+            del os.environ["CRANE_BUILD_REGISTRY"]
+        else:
+            os.environ["CRANE_BUILD_REGISTRY"] = before
+
+
+def seed_base_snapshot(workspace: Path) -> None:
+    """crane-build seeds the crates of ./Cargo.lock and rewrites its checksums to those of its
+    own tarballs, in its staged copy; the base snapshot's lock (nix/nixcrate/base/Cargo.lock)
+    needs the same, or its closures cannot be vendored here. Each entry still holding its
+    registry's own checksum (Debian's `.cargo-checksum.json`) gets crane-build's, and base.nix
+    records the lock's new sha256 (its header rehashed). Entries seeded already are left as
+    they are: a base taken from a seeded lock keeps exactly what it was built from. Nothing of
+    this is needed with a real registry, whose checksums are the crates'."""
+    from nixcrate import files  # noqa: PLC0415
+
+    lock = workspace / "nix" / "nixcrate" / "base" / "Cargo.lock"
+    data = lock.with_name("base.nix")
+    if not lock.is_file() or not data.is_file():
+        return
+    cb = _cbuild()
+    registry = Path(os.environ.get("CRANE_BUILD_REGISTRY", str(REGISTRY)))
+    old_text = lock.read_text()
+    seeded = lock.with_name("Cargo.lock.seeding")
+    seeded.write_text(old_text)
+    cb.REGISTRY = registry
+    try:
+        cb.seed_lock(seeded, cb.nix_env(cb.setup()))
+    finally:
+        cb.REGISTRY = REGISTRY
+    sums = {
+        (p["name"], p["version"]): p.get("checksum") for p in tomllib.loads(seeded.read_text())["package"]
+    }
+    seeded.unlink()
+
+    def reseed(block: str) -> str:
+        name = re.search(r'(?m)^name = "([^"]+)"', block)
+        version = re.search(r'(?m)^version = "([^"]+)"', block)
+        checksum = re.search(r'(?m)^checksum = "([^"]+)"', block)
+        if not (name and version and checksum):
+            return block
+        own = registry / f"{name[1]}-{version[1]}" / ".cargo-checksum.json"
+        if (
+            own.is_file()
+            and json.loads(own.read_text()).get("package") == checksum[1]
+            and sums.get((name[1], version[1]))
+        ):
+            return block.replace(checksum[0], f'checksum = "{sums[(name[1], version[1])]}"')
+        return block
+
+    new_text = "".join(reseed(b) for b in re.split(r"(?m)^(?=\[\[package\]\]\s*$)", old_text))
+    if new_text == old_text:
+        return
+    lock.write_text(new_text)
+    _, body = files.split_header(data.read_text())
+    old_sum, new_sum = (hashlib.sha256(t.encode()).hexdigest() for t in (old_text, new_text))
+    data.write_text(
+        files.with_header(body.replace(f'"Cargo.lock" = "{old_sum}";', f'"Cargo.lock" = "{new_sum}";'))
+    )

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from nixcrate import files
 from nixcrate.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -216,6 +217,12 @@ CASES: dict[str, Case] = {
     "output-name-clash": Case({**member("deployCargoArtifacts", bin_=True), "Cargo.lock": with_lock("deployCargoArtifacts")}),
     "generated-file-edited": Case({"nix/nixcrate/workspace.nix": "{ pkgs }: { }\n"}),
     "flake-out-of-date": Case({}, args=("init", "--check", "{root}")),
+    # A base snapshot taken by a first `init` (below), then damaged.
+    "base-snapshot-missing": Case({"nix/nixcrate/base": None}, args=("init", "--check", "{root}")),
+    "base-snapshot-edited": Case({"nix/nixcrate/base/Cargo.lock": BASE["Cargo.lock"] + LOCK_ENTRY.format("hand-added")}),
+    "base-snapshot-copy-missing": Case({"nix/nixcrate/base/services/api/Cargo.toml": None}, args=("init", "--check", "{root}")),
+    "base-snapshot-other-version": Case({}),  # base.nix rewritten with another format, below
+    "base-snapshot-patch-gone": Case({}),  # a snapshot naming a patched crate, removed below
     "flake-out-of-date-edited": Case({}, args=("init", "--check", "{root}")),
     "strict-warnings": Case(
         {"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "tools/*"')}, args=("init", "--strict", "{root}"), writes=True
@@ -399,6 +406,16 @@ def test_catalogued_error(ident: str, tmp_path: Path, request: pytest.FixtureReq
     case = CASES[ident]
     root = tmp_path / "ws"
     write(root, dict(BASE))
+    if ident.startswith("base-snapshot-"):
+        if ident == "base-snapshot-patch-gone":
+            write(root, {"Cargo.toml": BASE["Cargo.toml"] + '\n[patch.crates-io]\nitoa = { path = "patched" }\n',
+                         "patched/Cargo.toml": '[package]\nname = "itoa"\nversion = "1.0.1"\n', "patched/src/lib.rs": ""})  # fmt: skip
+        assert run_cli(["init", str(root)], {})[0] == 0
+        if ident == "base-snapshot-other-version":
+            data = root / "nix/nixcrate/base/base.nix"
+            data.write_text(files.with_header(files.split_header(data.read_text())[1].replace("format = 1;", "format = 0;")))
+        if ident == "base-snapshot-patch-gone":
+            shutil.rmtree(root / "patched")
     write(root, case.files)
     if ident == "flake-out-of-date":
         assert run_cli(["init", str(root)], {})[0] == 0

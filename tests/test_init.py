@@ -44,7 +44,7 @@ def test_init_writes_its_files_a_starter_flake_and_keeps_nixcrate_toml(ws: Path)
     for rel in (DATA, LIBRARY, "nix/nixcrate/lambda-package.sh", "nix/nixcrate/lambda-verify.sh"):
         assert (ws / rel).read_text().startswith(HEADER_PREFIX), rel
         assert f"create  {rel}" in out
-    assert "deployCargoArtifacts = craneLib.buildDepsOnly" in (ws / LIBRARY).read_text()
+    assert "deployCargoArtifacts =" in (ws / LIBRARY).read_text()
     flake = (ws / "flake.nix").read_text()
     assert not flake.startswith(HEADER_PREFIX)  # the starter is the user's
     assert "import ./nix/nixcrate" in flake and "create  flake.nix" in out
@@ -290,7 +290,7 @@ def _nix_ast(path: Path) -> str:
 @needs_nix
 def test_reformatted_generated_files_pass_the_drift_check_and_a_token_edit_does_not(ws: Path) -> None:
     assert run("init", str(ws))[0] == 0
-    generated = sorted((ws / "nix" / "nixcrate").iterdir())
+    generated = sorted(p for p in (ws / "nix" / "nixcrate").iterdir() if p.is_file())  # (base/: the snapshot)
     for path in generated:
         before = path.read_text()
         if path.suffix == ".nix":

@@ -81,25 +81,31 @@ def test_build_env_is_static_and_leaves_aws_lc_to_the_native_table():
         lambda_pkg.build_env("x86_64", "fast")
 
 
-def test_prebuild_shell_puts_every_cache_under_tmpdir():
+def test_prebuild_shell_puts_every_cache_under_tmpdir(tmp_path):
+    """Under $TMPDIR, the sandbox's /build (a build runs in /build/source); zig's global cache
+    in cargo's target/, which the handlers' closure hands on to every handler build."""
+    source = tmp_path / "source"
+    source.mkdir()
     text = lambda_pkg.prebuild_shell()
     proc = subprocess.run(
         ["bash", "-c", text + 'env | grep -E "^(HOME|XDG_CACHE_HOME|ZIG_|CARGO_ZIGBUILD)" | sort'],
-        env={"PATH": os.environ["PATH"], "TMPDIR": "/tmp/nixcrate-sbx-unit", "HOME": "/homeless-shelter"},
+        env={"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path), "HOME": "/homeless-shelter"},
+        cwd=source,
         capture_output=True,
         text=True,
         check=True,
     )
     values = dict(line.split("=", 1) for line in proc.stdout.splitlines())
     assert len(values) == 5
-    assert all(v.startswith("/tmp/nixcrate-sbx-unit/") for v in values.values()), values
+    assert all(v.startswith(f"{tmp_path}/") for v in values.values()), values
+    assert values["ZIG_GLOBAL_CACHE_DIR"] == f"{source}/target/.zig-global-cache"
 
 
 def test_shipped_scripts_are_shellcheck_clean():
     """The library's scripts are what every handler build runs: shellcheck finds nothing."""
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (scripts/test installs it)")
-    scripts = [str(lambda_pkg.script_path(n)) for n in ("lambda-package.sh", "lambda-verify.sh", "zig-caches.sh")]
+    scripts = [str(lambda_pkg.script_path(n)) for n in ("lambda-package.sh", "lambda-verify.sh", "stable-vendor.sh", "zig-caches.sh")]
     proc = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout
 

@@ -109,12 +109,11 @@ let
   at = rel: if rel == "." then src else src + "/${rel}";
   inCrate = crate: rel: at (if crate.path == "." then rel else "${crate.path}/${rel}");
 
-  # Cargo loads every manifest of the workspace (and checks Cargo.lock with --locked) even
-  # when it builds a single package, so every source has them.
+  # Cargo loads every manifest of the workspace even when it builds a single package, so every
+  # source has them. Cargo.lock comes apart, as crane's `cargoLock` (see buildArgs below).
   manifests = lib.fileset.unions (
     [
       (at "Cargo.toml")
-      (at "Cargo.lock")
     ]
     ++ map (c: inCrate c "Cargo.toml") (lib.attrValues ws.crates)
     ++ map at ws.cargoConfigs
@@ -225,21 +224,31 @@ let
   # bump then changes no closure (https://github.com/ipetkov/crane/issues/445).
   # Only the workspace's manifests go in: a stray Cargo.toml elsewhere in the tree (a project
   # template with placeholders, say) is not TOML crane can read, nor anything cargo loads.
+  # `names` are the in-tree crates of one snapshot of the workspace (this one, or the base
+  # below): { crates = <attribute set by crate name>; renamed = <dependency keys>; }.
+
+  localNames = {
+    inherit (ws) crates;
+    renamed = ws.renamedDependencies;
+  };
 
   zeroDependency =
-    dep:
+    names: dep:
     let
       words = lib.splitString " " dep;
     in
-    if lib.length words == 2 && ws.crates ? ${lib.head words} then "${lib.head words} 0.0.0" else dep;
+    if lib.length words == 2 && names.crates ? ${lib.head words} then "${lib.head words} 0.0.0" else dep;
   zeroPackage =
-    p:
+    names: p:
     p
-    // lib.optionalAttrs (!(p ? source) && ws.crates ? ${p.name}) { version = "0.0.0"; }
-    // lib.optionalAttrs (p ? dependencies) { dependencies = map zeroDependency p.dependencies; };
-  normalisedLock = lockFile // {
-    package = map zeroPackage lockFile.package;
-  };
+    // lib.optionalAttrs (!(p ? source) && names.crates ? ${p.name}) { version = "0.0.0"; }
+    // lib.optionalAttrs (p ? dependencies) { dependencies = map (zeroDependency names) p.dependencies; };
+  normaliseLock =
+    names: lock:
+    lock
+    // {
+      package = map (zeroPackage names) lock.package;
+    };
 
   isDependencyTable =
     t:
@@ -250,14 +259,14 @@ let
       "dev_dependencies"
       "build_dependencies"
     ];
-  isLocalKey = k: ws.crates ? ${k} || lib.elem k ws.renamedDependencies;
   # A TOML key path (as crane's cleanCargoToml filters pass it) holding a workspace version:
   # the package's own, the workspace's, or a version requirement on a workspace crate.
   isWorkspaceVersion =
-    path:
+    names: path:
     let
       n = lib.length path;
       e = lib.elemAt path;
+      isLocalKey = k: names.crates ? ${k} || lib.elem k names.renamed;
     in
     path == [
       "package"
@@ -271,46 +280,241 @@ let
     || (n == 3 && isDependencyTable (e 0) && isLocalKey (e 1) && e 2 == "version")
     || (n == 4 && e 0 == "workspace" && e 1 == "dependencies" && isLocalKey (e 2) && e 3 == "version")
     || (n == 5 && e 0 == "target" && isDependencyTable (e 2) && isLocalKey (e 3) && e 4 == "version");
+  versionFilter = names: path: craneLib.filters.cargoTomlDefault path && !(isWorkspaceVersion names path);
 
-  # Crates patched in from the tree are dependencies like any other: the closures compile them
-  # from their real sources, at the path the packages have them.
-  patchedSrc = lib.fileset.toSource {
+  # The dummy source of one snapshot: its manifests (and .cargo configs) from `fileset` under
+  # `root`, its parsed lock normalised. Crates patched in from the tree are dependencies like
+  # any other: the closures compile them from their real sources, at the path the packages
+  # have them.
+  dummySrcOf =
+    {
+      root,
+      fileset,
+      lock,
+      names,
+      patchPaths,
+      extraDummyScript ? "",
+    }:
+    craneLib.mkDummySrc {
+      src = lib.fileset.toSource { inherit root fileset; };
+      cargoLock = craneLib.writeTOML "Cargo.lock" (normaliseLock names lock);
+      cleanCargoTomlFilter = versionFilter names;
+      extraDummyScript =
+        lib.optionalString (patchPaths != [ ]) ''
+          cp -r --no-preserve=mode ${
+            lib.fileset.toSource {
+              root = src;
+              fileset = lib.fileset.unions (map at patchPaths);
+            }
+          }/. $out/
+        ''
+        + extraDummyScript;
+    };
+
+  closureSrc = dummySrcOf {
     root = src;
-    fileset = lib.fileset.unions (map at ws.patchPaths);
+    # Without the patched crates, which are copied in whole (`manifests` has no Cargo.lock:
+    # mkDummySrc would copy the real one before putting the normalised one over it).
+    fileset = lib.fileset.difference manifests (lib.fileset.unions (map at ws.patchPaths));
+    lock = lockFile;
+    names = localNames;
+    inherit (ws) patchPaths;
   };
 
-  closureSrc = craneLib.mkDummySrc {
-    # Without the real lock (mkDummySrc would copy it before putting the normalised one over
-    # it) and without the patched crates, which are copied in whole below.
-    src = lib.fileset.toSource {
-      root = src;
-      fileset = lib.fileset.difference manifests (
-        lib.fileset.unions ([ (at "Cargo.lock") ] ++ map at ws.patchPaths)
-      );
+  # ------------------------------------------------------------------------ vendoring
+
+  # One vendor directory per lock, shared by the closures and the packages built with it.
+  # Vendoring reads only the third-party entries of the lock, so the normalised one serves.
+  vendorOf =
+    {
+      root,
+      lock,
+      names,
+      cargoConfigs,
+      gitHashes,
+    }:
+    craneLib.vendorCargoDeps {
+      src = lib.fileset.toSource {
+        inherit root;
+        fileset = lib.fileset.unions ([ (root + "/Cargo.lock") ] ++ map (c: root + "/${c}") cargoConfigs);
+      };
+      cargoLockParsed = normaliseLock names lock;
+      outputHashes = gitHashes;
     };
-    cargoLock = craneLib.writeTOML "Cargo.lock" normalisedLock;
-    cleanCargoTomlFilter = path: craneLib.filters.cargoTomlDefault path && !(isWorkspaceVersion path);
-    extraDummyScript = lib.optionalString (ws.patchPaths != [ ]) ''
-      cp -r --no-preserve=mode ${patchedSrc}/. $out/
+
+  cargoVendorDir = vendorOf {
+    root = src;
+    lock = lockFile;
+    names = localNames;
+    inherit (ws) cargoConfigs gitHashes;
+  };
+
+  # Cargo's fingerprint of a registry crate holds its source path
+  # (https://github.com/ipetkov/crane/issues/249), and crane's vendor directory is a store path
+  # that changes with every lock: each crate would look new after any bump. So every build
+  # links the vendor directory's `stable` twin (one derivation per lock: the crates under
+  # names made of the crate, its version and a digest of its source; see the script) at
+  # $NIX_BUILD_TOP/cargo-vendor, the same path in every sandbox, and cargo reads it there: a
+  # crate keeps its artifacts until its own source changes, even at the same version.
+  vendorArgs = cargoVendorDir: {
+    inherit cargoVendorDir;
+    stableVendorDir = pkgs.runCommandLocal "cargo-vendor-stable" { } ''
+      bash ${./stable-vendor.sh} ${cargoVendorDir} $out
     '';
   };
+  stableVendorPaths = ''
+    ln -sfn "$stableVendorDir" "$NIX_BUILD_TOP/cargo-vendor"
+    sed -i "s|$cargoVendorDir|$NIX_BUILD_TOP/cargo-vendor|g" "$CARGO_HOME/config.toml"
+  '';
 
-  # One vendor directory for every derivation: the same store path in the closures and in the
-  # packages, so cargo's fingerprints match and nothing recompiles. Vendoring reads only the
-  # third-party entries of the lock, so the normalised one serves.
-  cargoVendorDir = craneLib.vendorCargoDeps {
-    src = lib.fileset.toSource {
-      root = src;
-      fileset = lib.fileset.unions ([ (at "Cargo.lock") ] ++ map at ws.cargoConfigs);
-    };
-    cargoLockParsed = normalisedLock;
-    outputHashes = ws.gitHashes;
+  # ------------------------------------------------------------------------ the base snapshot
+
+  # nix/nixcrate/base/ is a snapshot of the workspace's Cargo.lock and manifests, taken by
+  # `nixcrate init` and moved only by `nixcrate init --refresh-base`. Its closures are built
+  # once (and served by the binary cache); each closure of the current lock starts from its
+  # base closure's target/ directory, and cargo's fingerprints recompile only what moved since.
+  # Without a base (or when a crate it patches in is gone from the tree) every closure is built
+  # from nothing, as before: slower, never wrong.
+  baseDir = ./base;
+  base =
+    if !builtins.pathExists (baseDir + "/base.nix") then
+      null
+    else
+      let
+        b = import (baseDir + "/base.nix");
+        edited = lib.filter (
+          rel:
+          !builtins.pathExists (baseDir + "/${rel}")
+          || builtins.hashFile "sha256" (baseDir + "/${rel}") != b.files.${rel}
+        ) (lib.attrNames b.files);
+        fix = "run 'nixcrate init --refresh-base' and commit nix/nixcrate/base";
+      in
+      if b.format or null != 1 then
+        throw "nixcrate: nix/nixcrate/base/base.nix: written by another nixcrate version: ${fix}"
+      else if edited != [ ] then
+        throw "nixcrate: nix/nixcrate/base/${lib.head edited}: edited by hand since nixcrate took the snapshot: ${fix}"
+      else if !lib.all (p: builtins.pathExists (at p)) b.patchPaths then
+        null
+      else
+        b;
+
+  baseNames = {
+    inherit (base) crates;
+    renamed = base.renamedDependencies;
   };
+  baseLock = builtins.fromTOML (builtins.readFile (baseDir + "/Cargo.lock"));
+  baseVendorDir = vendorOf {
+    root = baseDir;
+    lock = baseLock;
+    names = baseNames;
+    inherit (base) cargoConfigs;
+    # Keyed by commit: hashes recorded since the base was taken (`nixcrate hashes`) serve it too,
+    # so its git crates are fixed-output fetches as soon as the workspace's are.
+    gitHashes = ws.gitHashes // base.gitHashes;
+  };
+  baseClosures = closuresOf {
+    src = dummySrcOf {
+      root = baseDir;
+      fileset = lib.fileset.difference baseDir (
+        lib.fileset.unions [
+          (baseDir + "/Cargo.lock")
+          (baseDir + "/base.nix")
+        ]
+      );
+      lock = baseLock;
+      names = baseNames;
+      inherit (base) patchPaths;
+      # The snapshot holds manifests only: give cargo the target files it finds by convention.
+      extraDummyScript = ''
+        for stub in ${lib.escapeShellArgs base.stubs}; do
+          [ -e "$out/$stub" ] || { mkdir -p "$out/$(dirname "$stub")"; echo 'fn main() {}' > "$out/$stub"; }
+        done
+      '';
+    };
+    cargoVendorDir = baseVendorDir;
+    lines = base.closures;
+    from = null;
+  };
+
+  # What moved since the base. A build whose inputs did not move can start from the base's
+  # closure, as it did before: the same cargo command line, the same third-party lock entries
+  # within its reach, and the same manifests (versions aside) for the root and the in-tree
+  # crates it compiles.
+  manifestOf = path: if path == "." then "Cargo.toml" else "${path}/Cargo.toml";
+  # The registry and git entries of a lock reachable from these in-tree crates, sorted. Read
+  # from the lock alone, so it counts every feature's dependencies: it may see a move that
+  # cargo would not rebuild for, never the other way round.
+  thirdPartyReach =
+    lock: roots:
+    let
+      byName = lib.groupBy (p: p.name) lock.package;
+      node = p: {
+        key = "${p.name} ${p.version} ${p.source or "path"} ${p.checksum or ""}";
+        inherit p;
+      };
+      resolve =
+        ref:
+        let
+          words = lib.splitString " " ref;
+        in
+        lib.filter (p: lib.length words == 1 || p.version == lib.elemAt words 1) (
+          byName.${lib.head words} or [ ]
+        );
+    in
+    lib.sort lib.lessThan (
+      map (n: n.key) (
+        lib.filter (n: n.p ? source) (
+          builtins.genericClosure {
+            startSet = map node (lib.concatMap (r: lib.filter (p: !(p ? source)) (byName.${r} or [ ])) roots);
+            operator = n: map node (lib.concatMap resolve (n.p.dependencies or [ ]));
+          }
+        )
+      )
+    );
+  sameCleanManifest =
+    rel: baseRel:
+    builtins.pathExists (baseDir + "/${baseRel}")
+    && craneLib.cleanCargoToml {
+      cargoToml = at rel;
+      cleanCargoTomlFilter = versionFilter localNames;
+    } == craneLib.cleanCargoToml {
+      cargoToml = baseDir + "/${baseRel}";
+      cleanCargoTomlFilter = versionFilter baseNames;
+    };
+  sameConfigs =
+    ws.cargoConfigs == base.cargoConfigs
+    && lib.all (c: builtins.hashFile "sha256" (at c) == base.files.${c}) ws.cargoConfigs;
+  # Whether in-tree crates `roots` (compiling `crates`) see the inputs the base saw.
+  unmoved =
+    { roots, crates }:
+    base != null
+    && ws.patchPaths == base.patchPaths
+    && sameConfigs
+    && sameCleanManifest "Cargo.toml" "Cargo.toml"
+    && lib.all (
+      c: base.crates ? ${c} && sameCleanManifest (manifestOf ws.crates.${c}.path) (manifestOf base.crates.${c})
+    ) crates
+    && thirdPartyReach lockFile roots == thirdPartyReach baseLock roots;
+
+  # Every manifest cargo reads, byte for byte as the base has it: the base lock is then a lock
+  # of this very workspace, equal to Cargo.lock within a kept closure's reach.
+  manifestFiles = lib.unique (
+    [ "Cargo.toml" ]
+    ++ map (c: manifestOf c.path) (
+      lib.filter (c: !(lib.elem c.path ws.patchPaths)) (lib.attrValues ws.crates)
+    )
+    ++ ws.cargoConfigs
+  );
+  sameManifestBytes =
+    base != null
+    && lib.sort lib.lessThan manifestFiles == lib.sort lib.lessThan (lib.remove "Cargo.lock" (lib.attrNames base.files))
+    && lib.all (rel: builtins.hashFile "sha256" (at rel) == base.files.${rel}) manifestFiles;
 
   # ------------------------------------------------------------------------ arguments
 
   # Inputs the closure and every package reusing it share: any difference (a PKG_CONFIG_PATH,
-  # an env variable, the profile) would make cargo recompile the dependencies it touches.
+  # an env variable, the profile, the vendor paths) would make cargo recompile the
+  # dependencies it touches.
   closureArgs =
     closure:
     {
@@ -321,7 +525,7 @@ let
       strictDeps = true;
       # Tests run in `nix flake check`, not in deploy builds.
       doCheck = false;
-      inherit cargoVendorDir;
+      postConfigure = stableVendorPaths;
       inherit (closure) nativeBuildInputs buildInputs env;
     };
 
@@ -343,39 +547,197 @@ let
       '';
     };
 
+  checkArgs = closureArgs ws.closures.checks;
+
   # `cargo <command>` for one member as its own build runs it, so that the closure holds
   # exactly what that build asks for: `-p a -p b` would unify features across members and
   # leave each build recompiling the crates whose features differ (crane#396).
-  cargoLines = command: members: lib.concatMapStrings (m: "${command m}\n") members;
+  cargoLines = command: args: lib.concatMapStrings (a: "${command a}\n") args;
 
   zigbuild = name: "cargoWithProfile zigbuild ${cargoArgs name} --target ${zigTarget name}";
 
+  # The cargo arguments each closure runs, one entry per member (the base records its own).
+  lines = {
+    services = map cargoArgs (lib.attrNames services);
+    lambdas = map (name: "${cargoArgs name} --target ${zigTarget name}") (lib.attrNames lambdas);
+    checks = map checkLine (lib.attrNames members);
+  };
+
+  # A member's clippy and test checks (nixcrate.toml [checks], [members.<name>.checks]): each
+  # one's arguments and `deps`, those its dependencies are compiled with; null where the member
+  # has no such check.
+  checksOf = name: ws.crates.${name}.checks or ws.checks.members;
+
+  # What a member's checks ask the checks closure for: its cargo arguments and the `deps` of
+  # its clippy and test checks (null: no such check). Data, not a command line, so that the
+  # base snapshot records it as it is and escaping happens here only.
+  checkLine =
+    name:
+    let
+      c = checksOf name;
+    in
+    {
+      args = cargoArgs name;
+      clippy = if c.clippy == null then null else c.clippy.deps;
+      test = if c.test == null then null else c.test.deps;
+    };
+
   # ------------------------------------------------------------------------ closures
 
-  # Third-party crates of every service, compiled once and shared.
-  deployCargoArtifacts = craneLib.buildDepsOnly (
-    serviceArgs
-    // {
-      pname = "deploy";
-      dummySrc = closureSrc;
-      buildPhaseCargoCommand = cargoLines (m: "cargoWithProfile build ${cargoArgs m}") (
-        lib.attrNames services
+  # The deps-only derivations of one snapshot (source, vendor directory, command lines),
+  # starting from the closures `from` (null: from nothing). The base's and the current ones
+  # have the same names: which one a package uses is an implementation detail. Built on mkCargoDerivation, as
+  # crane's buildDepsOnly forces `cargoArtifacts = null`
+  # (https://github.com/ipetkov/crane/issues/924).
+  closuresOf =
+    {
+      src,
+      cargoVendorDir,
+      lines,
+      from,
+    }:
+    let
+      depsOnly =
+        cargoArtifacts: args:
+        craneLib.mkCargoDerivation (
+          args
+          // {
+            inherit src cargoArtifacts;
+            pnameSuffix = "-deps";
+            doInstallCargoArtifacts = true;
+            # Copy inherited artifacts, never link them into the store: a crate recompiled under
+            # the same file name (its source changed at the same version) must not write through
+            # a link to the older closure (crane#249's permission error). crane's default zstd
+            # archives are unpacked anyway; this holds for its symlink mode too.
+            doNotLinkInheritedArtifacts = true;
+            env = args.env // {
+              CRANE_BUILD_DEPS_ONLY = 1;
+            };
+          }
+          // vendorArgs cargoVendorDir
+        );
+      chained = ws.closures.checks.chained;
+      deployLines = cargoLines (a: "cargoWithProfile build ${a}") lines.services;
+      deploy = depsOnly (if from == null then null else from.deploy) (
+        serviceArgs
+        // {
+          pname = "deploy";
+          buildPhaseCargoCommand = deployLines;
+        }
       );
-    }
-  );
+    in
+    {
+      # Third-party crates of every service, compiled once and shared.
+      inherit deploy;
 
-  # The handlers' own closure, so C-heavy service dependencies stay out of it. Dependencies
-  # are compiled exactly as the handlers are linked (cargo-zigbuild, same target, env and
-  # cache paths): a plain `cargo build` closure would be recompiled in full by the link.
-  # No `cargo check` here: rustc rejects the glibc-suffixed target it would need.
-  lambdaDeployCargoArtifacts = craneLib.buildDepsOnly (
-    lambdaArgs
-    // {
-      pname = "lambda-deploy";
-      dummySrc = closureSrc;
-      buildPhaseCargoCommand = cargoLines zigbuild (lib.attrNames lambdas);
-    }
-  );
+      # The handlers' own closure, so C-heavy service dependencies stay out of it. Dependencies
+      # are compiled exactly as the handlers are linked (cargo-zigbuild, same target, env and
+      # cache paths): a plain `cargo build` closure would be recompiled in full by the link.
+      # No `cargo check` here: rustc rejects the glibc-suffixed target it would need.
+      lambda = depsOnly (if from == null then null else from.lambda) (
+        lambdaArgs
+        // {
+          pname = "lambda-deploy";
+          buildPhaseCargoCommand = cargoLines (a: "cargoWithProfile zigbuild ${a}") lines.lambdas;
+        }
+      );
+
+      # What the checks compile beyond the deploy closure: per member, the commands its own
+      # checks run (clippy's check-mode metadata with the dev-dependencies of every target, and
+      # the test build), one cargo invocation per member as its check runs it. Chained on the
+      # deploy closure (or, with `[checks] closure = true`, standalone in the dev profile).
+      # Started from the base's checks closure, it first brings the deploy crates up to date.
+      checks =
+        depsOnly
+          (
+            if from != null then
+              from.checks
+            else if chained then
+              deploy
+            else
+              null
+          )
+          (
+            checkArgs
+            // {
+              pname = "checks";
+              preBuild = removeStaleCmakeState;
+              buildPhaseCargoCommand =
+                lib.optionalString (chained && from != null) deployLines
+                + lib.concatMapStrings (
+                  c:
+                  lib.optionalString (c.clippy != null) "cargoWithProfile check ${c.args} ${lib.escapeShellArgs c.clippy}\n"
+                  + lib.optionalString (c.test != null) "cargoWithProfile test ${c.args} --no-run ${lib.escapeShellArgs c.test}\n"
+                ) lines.checks;
+            }
+          );
+    };
+
+  current = closuresOf {
+    src = closureSrc;
+    inherit cargoVendorDir lines;
+    from = if base == null then null else baseClosures;
+  };
+
+  # A closure none of whose members' inputs moved *is* the base closure.
+  compiledByAll = names: lib.unique (lib.concatMap (m: compiledBy { member = m; }) names);
+  keptClosure =
+    kind: names:
+    base != null
+    && lines.${kind} == base.closures.${kind} or null
+    && unmoved {
+      roots = names;
+      crates = compiledByAll names;
+    };
+  kept = {
+    services = keptClosure "services" (lib.attrNames services);
+    lambdas = keptClosure "lambdas" (lib.attrNames lambdas);
+    checks = keptClosure "checks" (lib.attrNames members);
+  };
+
+  deployCargoArtifacts = if kept.services then baseClosures.deploy else current.deploy;
+  lambdaDeployCargoArtifacts = if kept.lambdas then baseClosures.lambda else current.lambda;
+  checkCargoArtifacts = if kept.checks then baseClosures.checks else current.checks;
+
+  # What a package (or check) starts from and builds with. One whose own inputs did not move
+  # starts from the base closure, which holds every artifact it asks for; and when every
+  # manifest is byte for byte the base's, it builds with the base lock, which is this
+  # workspace's lock but for crates the package does not reach. Its derivation (and a
+  # handler's zip) then stays as it was however often other packages' crates move.
+  # Anything else starts from its closure and builds with Cargo.lock.
+  buildArgs =
+    {
+      kind,
+      closure,
+      line,
+      name,
+      crates,
+    }:
+    if base != null && lib.elem line base.closures.${kind} && unmoved {
+      roots = [ name ];
+      inherit crates;
+    } then
+      {
+        cargoArtifacts = baseClosures.${closure};
+      }
+      // (
+        if sameManifestBytes then
+          { cargoLock = baseDir + "/Cargo.lock"; } // vendorArgs baseVendorDir
+        else
+          { cargoLock = at "Cargo.lock"; } // vendorArgs cargoVendorDir
+      )
+    else
+      {
+        cargoArtifacts =
+          {
+            deploy = deployCargoArtifacts;
+            lambda = lambdaDeployCargoArtifacts;
+            checks = checkCargoArtifacts;
+          }
+          .${closure};
+        cargoLock = at "Cargo.lock";
+      }
+      // vendorArgs cargoVendorDir;
 
   # ------------------------------------------------------------------------ services
 
@@ -387,8 +749,14 @@ let
         pname = name;
         version = localVersions.${name};
         cargoExtraArgs = cargoArgs name;
-        cargoArtifacts = deployCargoArtifacts;
         preBuild = removeStaleCmakeState;
+      }
+      // buildArgs {
+        kind = "services";
+        closure = "deploy";
+        line = cargoArgs name;
+        inherit name;
+        crates = compiledBy { member = name; };
       }
       // packageSource { crates = compiledBy { member = name; }; }
       # A library no crate depends on has no binary: its package proves it compiles.
@@ -410,7 +778,6 @@ let
         pname = "lambda-${name}";
         version = localVersions.${name};
         cargoExtraArgs = cargoArgs name;
-        cargoArtifacts = lambdaDeployCargoArtifacts;
         preBuild = lambdaArgs.preBuild + removeStaleCmakeState;
         buildPhaseCargoCommand = zigbuild name;
         # The binaries are where zigbuild leaves them; crane's build-log install is not used.
@@ -424,6 +791,13 @@ let
         # Panic messages can name the toolchain and vendored sources: crane's install hooks
         # blank those store paths. Lambda has no /nix/store: no stdenv fixup either.
         dontFixup = true;
+      }
+      // buildArgs {
+        kind = "lambdas";
+        closure = "lambda";
+        line = "${cargoArgs name} --target ${zigTarget name}";
+        inherit name;
+        crates = compiledBy { member = name; };
       }
       // packageSource { crates = compiledBy { member = name; }; }
     );
@@ -491,41 +865,6 @@ let
 
   # ------------------------------------------------------------------------ checks
 
-  checkArgs = closureArgs ws.closures.checks;
-
-  # A member's clippy and test checks (nixcrate.toml [checks], [members.<name>.checks]): each
-  # one's arguments and `deps`, those its dependencies are compiled with; null where the member
-  # has no such check.
-  checksOf = name: ws.crates.${name}.checks or ws.checks.members;
-
-  # What the checks compile beyond deployCargoArtifacts: per member, the commands its own
-  # checks run (clippy's check-mode metadata with the dev-dependencies of every target, and the
-  # test build), one cargo invocation per member as its check runs it. Chained on the deploy
-  # closure (or, with `[checks] closure = true`, standalone in the dev profile).
-  checkCargoArtifacts = craneLib.mkCargoDerivation (
-    checkArgs
-    // {
-      pname = "checks";
-      pnameSuffix = "-deps";
-      src = closureSrc;
-      cargoArtifacts = if ws.closures.checks.chained then deployCargoArtifacts else null;
-      preBuild = removeStaleCmakeState;
-      env = checkArgs.env // {
-        CRANE_BUILD_DEPS_ONLY = 1;
-      };
-      buildPhaseCargoCommand = cargoLines (
-        m:
-        let
-          c = checksOf m;
-        in
-        lib.concatStringsSep "\n" (
-          lib.optional (c.clippy != null) "cargoWithProfile check ${cargoArgs m} ${lib.escapeShellArgs c.clippy.deps}"
-          ++ lib.optional (c.test != null) "cargoWithProfile test ${cargoArgs m} --no-run ${lib.escapeShellArgs c.test.deps}"
-        )
-      ) (lib.attrNames members);
-    }
-  );
-
   # One check of a member: its source is the crates its tests compile (with what its own
   # tests, benches and examples read) plus `extra`.
   mkCheck =
@@ -536,12 +875,21 @@ let
         pname = name;
         version = localVersions.${name};
         cargoExtraArgs = cargoArgs name;
-        cargoArtifacts = checkCargoArtifacts;
         preBuild = removeStaleCmakeState;
         # closureArgs keeps tests out of deploy builds; checks run them.
         doCheck = true;
         # A check's output is its success, not a copy of target/.
         doInstallCargoArtifacts = false;
+      }
+      // buildArgs {
+        kind = "checks";
+        closure = "checks";
+        line = checkLine name;
+        inherit name;
+        crates = compiledBy {
+          member = name;
+          dev = true;
+        };
       }
       // packageSource {
         crates = compiledBy {
