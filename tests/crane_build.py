@@ -143,7 +143,13 @@ def stage(workspace: Path, overrides: tuple[tuple[str, str], ...] = ()) -> Stage
     s = cb.setup()
     staged = cb.stage(workspace.resolve())
     env = cb.nix_env(s)
-    cb.seed_lock(staged / "Cargo.lock", env)
+    # crane-build reads CRANE_BUILD_REGISTRY once, when its module is first imported: take it
+    # as it is now, as its `build` command would.
+    cb.REGISTRY = Path(os.environ.get("CRANE_BUILD_REGISTRY", str(REGISTRY)))
+    try:
+        cb.seed_lock(staged / "Cargo.lock", env)
+    finally:
+        cb.REGISTRY = REGISTRY
     seed_base_snapshot(staged)
     cb.h.git_add(staged)
     return Staged(staged, tuple(cb.overrides_for(s, staged, [list(o) for o in overrides])), env["NIX_CONFIG"])

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLE
-from crane_build import REGISTRY, Result, build_with_registry, crane_build_missing, seed_lock
+from crane_build import REGISTRY, Result, build_with_registry, crane_build_missing, drv_paths, seed_lock
 
 from nixcrate.cli import cli
 
@@ -187,6 +187,18 @@ def test_a_one_crate_bump_recompiles_that_crate_and_its_dependents_only(
     # tool and the handler reach neither: the very derivations built before (the zip too)
     for attr in ("tool", "lambdaDeployCargoArtifacts", "deploy-lambda-hook"):
         assert after[attr].drv == before[attr].drv, attr
+    # The checks too: a member's clippy and test checks whose crates did not move start from
+    # the base's checks closure, with the base's lock (their command lines, [checks]' `deps`
+    # included, are what the base recorded), so their derivations stay.
+    os.environ["CRANE_BUILD_REGISTRY"] = str(reg)
+    try:
+        checks_before, checks_after = (
+            {a: d for a, d in drv_paths(w).items() if a.startswith("checks.")} for w in (first[0], ws)
+        )
+    finally:
+        del os.environ["CRANE_BUILD_REGISTRY"]
+    moved = {a for a in checks_before if checks_after[a] != checks_before[a]}
+    assert moved == {"checks.x86_64-linux.clippy-app", "checks.x86_64-linux.test-app"}, sorted(moved)
     print(
         "\nitoa bump: services' closure compiled",
         sorted(after["deployCargoArtifacts"].third_party),
