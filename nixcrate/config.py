@@ -8,24 +8,27 @@ tomlkit so the user's comments and layout survive.
 from __future__ import annotations
 
 import bisect
+import json
 import os
-import shlex
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from nixcrate import values
 from nixcrate.errors import ConfigError
 from nixcrate.workspace import MemberKind
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
-    from nixcrate.workspace import Workspace
+    from nixcrate.workspace import Crate, Workspace
 
 FILENAME = "nixcrate.toml"
 DEFAULT_SYSTEMS = ("aarch64-darwin", "aarch64-linux", "x86_64-darwin", "x86_64-linux")
 LAMBDA_ARCHES = ("x86_64", "arm64")
-OPT_LEVELS = ("0", "1", "2", "3", "s", "z")
+OPT_LEVELS = values.OPT_LEVELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +38,7 @@ class MemberConfig:
     kind: MemberKind | None = None
     arch: str = "x86_64"
     include: tuple[str, ...] = ()
-    cargo_extra_args: str = ""
+    cargo_extra_args: tuple[str, ...] = ()  # the words of `cargo-extra-args`, as a shell splits them
     features: tuple[str, ...] = ()
     extra_src: tuple[str, ...] = ()
     native_build_inputs: tuple[str, ...] = ()
@@ -145,274 +148,234 @@ class Config:
         return replace(self.checks, **dict(self.member(name).checks))
 
 
-# --------------------------------------------------------------------------- validation
-
-_MEMBER_KEYS = {
-    "kind": "one of library, service, lambda",
-    "arch": "x86_64 or arm64 (Lambda handlers)",
-    "include": "list of paths added to bootstrap.zip",
-    "cargo-extra-args": "string",
-    "features": "list of feature names",
-    "extra-src": "list of paths added to the member's source",
-    "native-build-inputs": "list of nixpkgs attribute names",
-    "build-inputs": "list of nixpkgs attribute names",
-    "env": "table of strings",
-    "package": "true or false (a library no member depends on: build it as a package of its own or not)",
-    "source": '"code" or "whole" (what its sources keep)',
-    "checks": "table: this member's checks (the keys of [checks] but closure, fmt and lambda-verify)",
-}
-_TOP_KEYS = ("systems", "exclude", "members", "lambda", "services", "git-hashes", "native", "toolchain", "checks", "ci")
+# --------------------------------------------------------------------------- the schema
 
 
-def _err(key: str, what: str) -> ConfigError:
-    return ConfigError(f"{FILENAME}: {key}: {what}")
+@dataclass(frozen=True, eq=False)
+class Table:
+    """A table of nixcrate.toml: its keys, each with its kind (nixcrate.values) or a table of
+    its own. `each`: a table of named entries instead (`[members.<name>]`), each name checked
+    by `name` and shown as `placeholder` in docs and tests."""
+
+    keys: dict[str, values.Kind | Table] = field(default_factory=dict)
+    each: values.Kind | Table | None = None
+    name: Callable[[str, str], str] | None = None
+    placeholder: str = ""
 
 
-def _str(value: Any, key: str) -> str:
-    if not isinstance(value, str):
-        raise _err(key, f"expected a string, got {type(value).__name__}: fix the value")
-    return value
+def _lock_source(name: str, key: str) -> str:
+    """A [git-hashes] key: the source of a Cargo.lock package, as it is (a Nix attribute name, quoted)."""
+    if "\0" in name or "\n" in name:
+        raise values.error(key, f"{name!r} is not a source of Cargo.lock: copy the source string from Cargo.lock")
+    return name
 
-
-def _str_list(value: Any, key: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _err(key, "expected a list of strings: fix the value")
-    return tuple(value)
-
-
-def _str_table(value: Any, key: str) -> tuple[tuple[str, str], ...]:
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise _err(key, "expected a table of strings: fix the value")
-    return tuple(sorted(value.items()))
-
-
-def _opt_level(value: Any, key: str) -> str:
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if text not in OPT_LEVELS:
-        raise _err(key, f"expected one of {', '.join(OPT_LEVELS)}, got {value!r}: fix the value")
-    return str(text)
-
-
-def _unknown(table: dict[str, Any], known: Any, prefix: str) -> None:
-    for key in table:
-        if key not in known:
-            raise _err(f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(known))}): check the spelling")
-
-
-def _member(name: str, raw: Any) -> MemberConfig:
-    prefix = f"members.{name}."
-    if not isinstance(raw, dict):
-        raise _err(f"members.{name}", "expected a table: fix the value")
-    if not raw:  # the table `init` writes per member holds only comments: the defaults, unchecked
-        return MemberConfig()
-    _unknown(raw, _MEMBER_KEYS, prefix)
-    kind = None
-    if "kind" in raw:
-        value = _str(raw["kind"], prefix + "kind")
-        try:
-            kind = MemberKind(value)
-        except ValueError:
-            raise _err(prefix + "kind", f"expected library, service or lambda, got {value!r}: fix the value") from None
-    arch = _str(raw.get("arch", "x86_64"), prefix + "arch")
-    if arch not in LAMBDA_ARCHES:
-        raise _err(prefix + "arch", f"expected x86_64 or arm64, got {arch!r}: fix the value")
-    package = raw.get("package")
-    if package is not None and not isinstance(package, bool):
-        raise _err(prefix + "package", f"expected true or false, got {type(package).__name__}: fix the value")
-    source = raw.get("source")
-    if source is not None:
-        source = _choice(source, prefix + "source", SOURCES)
-    return MemberConfig(
-        package=package,
-        source=source,
-        checks=tuple(sorted(_checks(raw.get("checks", {}), prefix + "checks", _CHECK_KEYS).items())),
-        kind=kind,
-        arch=arch,
-        include=_str_list(raw.get("include", []), prefix + "include"),
-        cargo_extra_args=_str(raw.get("cargo-extra-args", ""), prefix + "cargo-extra-args"),
-        features=_str_list(raw.get("features", []), prefix + "features"),
-        extra_src=_str_list(raw.get("extra-src", []), prefix + "extra-src"),
-        native_build_inputs=_str_list(raw.get("native-build-inputs", []), prefix + "native-build-inputs"),
-        build_inputs=_str_list(raw.get("build-inputs", []), prefix + "build-inputs"),
-        env=_str_table(raw.get("env", {}), prefix + "env"),
-    )
-
-
-def _native(name: str, raw: Any) -> NativeOverride:
-    prefix = f"native.{name}."
-    if not isinstance(raw, dict):
-        raise _err(f"native.{name}", "expected a table: fix the value")
-    _unknown(
-        raw,
-        ("native-build-inputs", "build-inputs", "env", "replace", "reason", "lambda-native-build-inputs", "lambda-build-inputs", "lambda-env"),
-        prefix,
-    )
-    replace = raw.get("replace", False)
-    if not isinstance(replace, bool):
-        raise _err(prefix + "replace", "expected true or false: fix the value")
-    return NativeOverride(
-        native_build_inputs=_str_list(raw.get("native-build-inputs", []), prefix + "native-build-inputs"),
-        build_inputs=_str_list(raw.get("build-inputs", []), prefix + "build-inputs"),
-        env=_str_table(raw.get("env", {}), prefix + "env"),
-        replace=replace,
-        reason=_str(raw.get("reason", ""), prefix + "reason"),
-        lambda_native_build_inputs=_str_list(raw.get("lambda-native-build-inputs", []), prefix + "lambda-native-build-inputs"),
-        lambda_build_inputs=_str_list(raw.get("lambda-build-inputs", []), prefix + "lambda-build-inputs"),
-        lambda_env=_str_table(raw.get("lambda-env", {}), prefix + "lambda-env"),
-    )
-
-
-_CLOSURE_KEYS = ("native-build-inputs", "build-inputs", "env", "profile", "codegen-units", "lto")
-_LTO = ("false", "true", "thin", "fat", "off")
-
-
-def _closure(key: str, raw: dict[str, Any]) -> ClosureConfig:
-    profile = _str(raw.get("profile", "release"), f"{key}.profile")
-    if not profile or not all(ch.isalnum() or ch in "-_" for ch in profile):
-        raise _err(f"{key}.profile", f"expected a cargo profile name, got {profile!r}: fix the value")
-    return ClosureConfig(
-        native_build_inputs=_str_list(raw.get("native-build-inputs", []), f"{key}.native-build-inputs"),
-        build_inputs=_str_list(raw.get("build-inputs", []), f"{key}.build-inputs"),
-        env=_str_table(raw.get("env", {}), f"{key}.env"),
-        profile=profile,
-        codegen_units=_codegen_units(raw, key),
-        lto=_lto(raw, key),
-    )
-
-
-_U32_MAX = 2**32 - 1
-
-
-def _codegen_units(raw: dict[str, Any], key: str) -> int | None:
-    value = raw.get("codegen-units")
-    if value is None:
-        return None
-    # cargo reads codegen-units as a u32 and rustc refuses 0 (checked with cargo 1.8x and rustc)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _U32_MAX:
-        raise _err(f"{key}.codegen-units", f"expected a whole number from 1 to {_U32_MAX} (what cargo takes), got {value!r}: fix the value")
-    return value
-
-
-def _lto(raw: dict[str, Any], key: str) -> str | None:
-    value = raw.get("lto")
-    if value is None:
-        return None
-    text = str(value).lower() if isinstance(value, bool) else value
-    if text not in _LTO:
-        raise _err(f"{key}.lto", f"expected true, false, \"thin\", \"fat\" or \"off\", got {value!r}: fix the value")
-    return str(text)
-
-
-# --------------------------------------------------------------------------- checks
 
 SOURCES = ("code", "whole")
 CLIPPY_WARNINGS = ("warn", "deny")
-
-
-def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise _err(key, f"expected one of {', '.join(choices)}, got {value!r}: fix the value")
-    return str(value)
-
-
-def _bool(value: Any, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise _err(key, f"expected true or false, got {type(value).__name__}: fix the value")
-    return value
-
-
-def _words(value: Any, key: str) -> tuple[str, ...]:
-    """A string of arguments, split as a POSIX shell splits words (quotes group, nothing is
-    expanded); the library quotes each word again (lib.escapeShellArgs), so cargo gets these
-    words and the shell runs nothing of them."""
-    value = _str(value, key)
-    if any(ord(ch) < 32 and ch != "\t" for ch in value):
-        raise _err(key, f"{value!r} holds a line break or control character: write the arguments on one line")
-    try:
-        return tuple(shlex.split(value))
-    except ValueError as exc:  # "No closing quotation", "No escaped character"
-        raise _err(key, f"{value!r} holds an unclosed quote or a trailing backslash ({str(exc).lower()}): close the quote") from None
-
-
-# key -> (CheckConfig field, checker); [checks] also has closure, fmt and lambda-verify
-_CHECK_KEYS = {
-    "clippy": ("clippy", _bool),
-    "clippy-args": ("clippy_args", _words),
-    "clippy-warnings": ("clippy_warnings", lambda v, k: _choice(v, k, CLIPPY_WARNINGS)),
-    "test": ("test", _bool),
-    "test-args": ("test_args", _words),
-}
-_WORKSPACE_CHECK_KEYS = {**_CHECK_KEYS, "closure": ("closure", _bool), "fmt": ("fmt", _bool), "lambda-verify": ("lambda_verify", _bool)}
-
-
-def _checks(raw: Any, key: str, known: dict[str, tuple[str, Any]]) -> dict[str, Any]:
-    """A [checks] table, checked: CheckConfig field (or closure, fmt, lambda_verify) -> value."""
-    if not isinstance(raw, dict):
-        raise _err(key, "expected a table: fix the value")
-    _unknown(raw, known, f"{key}.")
-    return {known[k][0]: known[k][1](v, f"{key}.{k}") for k, v in raw.items()}
 _INSTALL_FIX = 'write "pipx:<requirement>" or "pip:<requirement>", e.g. "pipx:git+https://github.com/nixcrate/nixcrate@v0.1.0"'
 
 
-def _install_spec(value: Any) -> tuple[str, str]:
+def _install_spec(value: Any, key: str) -> tuple[str, str]:
     """[ci] install: "pip:<requirement>" or "pipx:<requirement>", one word the workflow quotes."""
-    text = _str(value, "ci.install")
-    tool, sep, spec = text.partition(":")
+    if not isinstance(value, str):
+        raise _err(key, f"expected a string, got {type(value).__name__}: fix the value")
+    tool, sep, spec = value.partition(":")
     if not sep or tool not in ("pip", "pipx"):
-        raise _err("ci.install", f"{text!r} names no installer: {_INSTALL_FIX}")
+        raise _err(key, f"{value!r} names no installer: {_INSTALL_FIX}")
     if not spec or spec.startswith("-") or any(c.isspace() or c in "'\"`$\\" or not c.isprintable() for c in spec):
-        raise _err("ci.install", f"{spec!r} is not one requirement (no spaces, quotes, options): {_INSTALL_FIX}")
+        raise _err(key, f"{spec!r} is not one requirement (no spaces, quotes, options): {_INSTALL_FIX}")
     return tool, spec
 
 
+_CLOSURE_KEYS: dict[str, values.Kind | Table] = {
+    "native-build-inputs": values.ATTR_PATHS,
+    "build-inputs": values.ATTR_PATHS,
+    "env": values.ENV,
+    "profile": values.PROFILE_NAME,
+    "codegen-units": values.CODEGEN_UNITS,
+    "lto": values.LTO_SETTING,
+}
+# A member's checks ([checks] for every member, [members.<name>.checks] over it): key ->
+# (CheckConfig field, kind).
+_CHECK_FIELDS = {
+    "clippy": "clippy",
+    "clippy-args": "clippy_args",
+    "clippy-warnings": "clippy_warnings",
+    "test": "test",
+    "test-args": "test_args",
+}
+_CHECK_KEYS: dict[str, values.Kind | Table] = {
+    "clippy": values.boolean(),
+    "clippy-args": values.SHELL_WORDS,
+    "clippy-warnings": values.choice(*CLIPPY_WARNINGS),
+    "test": values.boolean(),
+    "test-args": values.SHELL_WORDS,
+}
+_MEMBER = Table(
+    {
+        "kind": values.choice("library", "service", "lambda"),
+        "arch": values.choice(*LAMBDA_ARCHES),
+        "include": values.PATHS,
+        "cargo-extra-args": values.SHELL_WORDS,
+        "features": values.FEATURES,
+        "extra-src": values.PATHS,
+        "native-build-inputs": values.ATTR_PATHS,
+        "build-inputs": values.ATTR_PATHS,
+        "env": values.ENV,
+        # a library no member depends on: build it as a package of its own or not
+        "package": values.boolean(),
+        "source": values.choice(*SOURCES),  # what its sources keep
+        # this member's checks: the keys of [checks] but closure, fmt and lambda-verify
+        "checks": Table(_CHECK_KEYS),
+    }
+)
+_NATIVE = Table(
+    {
+        "native-build-inputs": values.ATTR_PATHS,
+        "build-inputs": values.ATTR_PATHS,
+        "env": values.ENV_TEMPLATES,
+        "replace": values.boolean(),
+        "reason": values.one_line(),
+        "lambda-native-build-inputs": values.ATTR_PATHS,
+        "lambda-build-inputs": values.ATTR_PATHS,
+        "lambda-env": values.ENV_TEMPLATES,
+    }
+)
+# Every key of nixcrate.toml and its kind. `parse` walks it before it reads anything: a key
+# added here is validated (and covered by tests/test_config_schema.py's hostile strings).
+SCHEMA = Table(
+    {
+        "systems": values.SYSTEMS,
+        "exclude": values.MEMBER_NAMES,
+        "toolchain": values.choice("auto", "nixpkgs", "file"),
+        "services": Table({"opt-level": values.OPT_LEVEL, **_CLOSURE_KEYS}),
+        "lambda": Table({"glibc": values.GLIBC, "opt-level": values.OPT_LEVEL, **_CLOSURE_KEYS}),
+        "checks": Table({**_CHECK_KEYS, "closure": values.boolean(), "fmt": values.boolean(), "lambda-verify": values.boolean()}),
+        "ci": Table({"install": values.Kind("string", '"pipx:<requirement>" or "pip:<requirement>"', _install_spec)}),
+        "members": Table(each=_MEMBER, name=values.member_name, placeholder="<member>"),
+        "native": Table(each=_NATIVE, name=values.crate_name, placeholder='"<crate>"'),
+        "git-hashes": Table(each=values.HASH, name=_lock_source, placeholder='"<source>"'),
+    }
+)
+
+
+def _err(key: str, what: str) -> ConfigError:
+    return values.error(key, what)
+
+
+def _dotted(prefix: str, key: str) -> str:
+    """A key path as TOML writes it: a name that is not a bare key is quoted (on one line)."""
+    shown = key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
+    return f"{prefix}.{shown}" if prefix else shown
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _walk(node: values.Kind | Table, raw: Any, key: str) -> Any:
+    """raw, checked against node: a Kind's checked value, or a table's checked entries."""
+    if isinstance(node, values.Kind):
+        return node.check(raw, key)
+    if not isinstance(raw, dict):
+        raise _err(key, "expected a table: fix the value")
+    if node.each is not None:
+        assert node.name is not None
+        out: dict[str, Any] = {}
+        for name, value in raw.items():
+            node.name(name, _dotted(key, name))
+            if isinstance(node.each, Table) and not value and isinstance(value, dict):
+                out[name] = {}  # the table `init` writes per member holds only comments: the defaults
+                continue
+            out[name] = _walk(node.each, value, _dotted(key, name))
+        return out
+    for name in raw:
+        if name not in node.keys:
+            raise _err(_dotted(key, name), f"unknown key (known: {', '.join(sorted(node.keys))}): check the spelling")
+    return {name: _walk(node.keys[name], value, _dotted(key, name)) for name, value in raw.items()}
+
+
+def validate(data: dict[str, Any]) -> dict[str, Any]:
+    """nixcrate.toml's data, every value checked against SCHEMA (one-line ConfigError)."""
+    checked: dict[str, Any] = _walk(SCHEMA, data, "")
+    return checked
+
+
+def _check_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    """A checked [checks] table's CheckConfig fields (closure, fmt and lambda-verify left out)."""
+    return {_CHECK_FIELDS[k]: v for k, v in raw.items() if k in _CHECK_FIELDS}
+
+
+def _member(raw: dict[str, Any]) -> MemberConfig:
+    kind = raw.get("kind")
+    return MemberConfig(
+        package=raw.get("package"),
+        source=raw.get("source"),
+        checks=tuple(sorted(_check_settings(raw.get("checks", {})).items())),
+        kind=MemberKind(kind) if kind else None,
+        arch=raw.get("arch", "x86_64"),
+        include=raw.get("include", ()),
+        cargo_extra_args=raw.get("cargo-extra-args", ()),
+        features=raw.get("features", ()),
+        extra_src=raw.get("extra-src", ()),
+        native_build_inputs=_uniq(raw.get("native-build-inputs", ())),
+        build_inputs=_uniq(raw.get("build-inputs", ())),
+        env=raw.get("env", ()),
+    )
+
+
+def _native(raw: dict[str, Any]) -> NativeOverride:
+    return NativeOverride(
+        native_build_inputs=raw.get("native-build-inputs", ()),
+        build_inputs=raw.get("build-inputs", ()),
+        env=raw.get("env", ()),
+        replace=raw.get("replace", False),
+        reason=raw.get("reason", ""),
+        lambda_native_build_inputs=raw.get("lambda-native-build-inputs", ()),
+        lambda_build_inputs=raw.get("lambda-build-inputs", ()),
+        lambda_env=raw.get("lambda-env", ()),
+    )
+
+
+def _closure(raw: dict[str, Any]) -> ClosureConfig:
+    return ClosureConfig(
+        native_build_inputs=_uniq(raw.get("native-build-inputs", ())),
+        build_inputs=_uniq(raw.get("build-inputs", ())),
+        env=raw.get("env", ()),
+        profile=raw.get("profile", "release"),
+        codegen_units=raw.get("codegen-units"),
+        lto=raw.get("lto"),
+    )
+
+
+def _uniq(items: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
 def parse(data: dict[str, Any]) -> Config:
-    _unknown(data, _TOP_KEYS, "")
-    members_raw = data.get("members", {})
-    if not isinstance(members_raw, dict):
-        raise _err("members", "expected a table of [members.<name>] tables: fix the value")
-    lam = data.get("lambda", {})
-    svc = data.get("services", {})
-    checks = data.get("checks", {})
-    for key, table, known in (
-        ("lambda", lam, ("glibc", "opt-level", *_CLOSURE_KEYS)),
-        ("services", svc, ("opt-level", *_CLOSURE_KEYS)),
-        ("ci", data.get("ci", {}), ("install",)),
-    ):
-        if not isinstance(table, dict):
-            raise _err(key, "expected a table: fix the value")
-        _unknown(table, known, f"{key}.")
-    glibc = _str(lam.get("glibc", "2.26"), "lambda.glibc")
-    parts = glibc.split(".")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise _err("lambda.glibc", f"expected a glibc version like \"2.26\", got {glibc!r}: fix the value")
-    hashes = data.get("git-hashes", {})
-    native = data.get("native", {})
-    if not isinstance(native, dict):
-        raise _err("native", "expected a table of [native.\"crate\"] tables: fix the value")
-    toolchain = _str(data.get("toolchain", "auto"), "toolchain")
-    if toolchain not in ("auto", "nixpkgs", "file"):
-        raise _err("toolchain", f"expected \"nixpkgs\" or \"file\", got {toolchain!r}: fix the value")
-    checked = _checks(checks, "checks", _WORKSPACE_CHECK_KEYS)
-    systems = _str_list(data.get("systems", list(DEFAULT_SYSTEMS)), "systems")
+    raw = validate(data)
+    lam = raw.get("lambda", {})
+    svc = raw.get("services", {})
+    checks = raw.get("checks", {})
+    systems = raw.get("systems", DEFAULT_SYSTEMS)
     if not systems:
         raise _err("systems", "must name at least one system: add one, e.g. \"x86_64-linux\"")
     return Config(
-        systems=tuple(sorted(set(systems))),
-        exclude=tuple(sorted(_str_list(data.get("exclude", []), "exclude"))),
-        members=tuple(sorted((name, _member(name, raw)) for name, raw in members_raw.items())),
-        lambda_glibc=glibc,
-        lambda_opt_level=_opt_level(lam.get("opt-level", 2), "lambda.opt-level"),
-        service_opt_level=_opt_level(svc["opt-level"], "services.opt-level") if "opt-level" in svc else None,
-        git_hashes=_str_table(hashes, "git-hashes"),
-        native=tuple(sorted((name, _native(name, raw)) for name, raw in native.items())),
-        services=_closure("services", svc),
-        lambdas=_closure("lambda", lam),
-        toolchain=toolchain,
-        checks_closure=checked.pop("closure", False),
-        fmt_check=checked.pop("fmt", True),
-        lambda_verify_check=checked.pop("lambda_verify", True),
-        checks=CheckConfig(**checked),
-        ci_install=_install_spec(data["ci"]["install"]) if "install" in data.get("ci", {}) else None,
+        systems=tuple(sorted(systems)),
+        exclude=tuple(sorted(raw.get("exclude", ()))),
+        members=tuple(sorted((name, _member(m)) for name, m in raw.get("members", {}).items())),
+        lambda_glibc=lam.get("glibc", "2.26"),
+        lambda_opt_level=lam.get("opt-level", "2"),
+        service_opt_level=svc.get("opt-level"),
+        git_hashes=tuple(sorted(raw.get("git-hashes", {}).items())),
+        native=tuple(sorted((name, _native(n)) for name, n in raw.get("native", {}).items())),
+        services=_closure(svc),
+        lambdas=_closure(lam),
+        toolchain=raw.get("toolchain", "auto"),
+        checks_closure=checks.get("closure", False),
+        fmt_check=checks.get("fmt", True),
+        lambda_verify_check=checks.get("lambda-verify", True),
+        checks=CheckConfig(**_check_settings(checks)),
+        ci_install=raw.get("ci", {}).get("install"),
         exists=True,
     )
 
@@ -448,19 +411,52 @@ def check_against(config: Config, ws: Workspace) -> None:
         for key, paths in (("extra-src", member.extra_src), ("include", member.include)):
             for raw in paths:
                 _check_in_tree(ws.root, raw, f"members.{name}.{key}")
+        if member.features:
+            _check_features(ws.crate(name), member.features, f"members.{name}.features")
+    for key, closure in (("services", config.services), ("lambda", config.lambdas)):
+        if closure.profile not in BUILTIN_PROFILES and closure.profile not in ws.profiles:
+            raise _err(
+                f"{key}.profile",
+                f"'{closure.profile}' is not a profile of the workspace (cargo has {', '.join(BUILTIN_PROFILES)}; "
+                "Cargo.toml defines " + (", ".join(ws.profiles) or "none") + "): fix the name, or add [profile."
+                + closure.profile + '] with inherits = "release" to Cargo.toml',
+            )
+
+
+# cargo's own profiles; any other must be a [profile.<name>] of the root Cargo.toml
+BUILTIN_PROFILES = ("bench", "dev", "release", "test")
+
+
+def _check_features(crate: Crate, features: tuple[str, ...], key: str) -> None:
+    """Each feature is one cargo accepts for the package on its command line: one of its
+    [features], an optional dependency's implicit feature, or `dependency/feature`."""
+    declared = dict(crate.features)
+    explicit = {item.removeprefix("dep:") for items in declared.values() for item in items if item.startswith("dep:")}
+    implicit = {d.table_key for d in crate.deps if d.optional and d.kind != "dev" and d.table_key not in explicit}
+    dep_keys = {d.table_key for d in crate.deps}
+    for feature in features:
+        dep, slash, _ = feature.partition("/")
+        known = dep in dep_keys if slash else feature in declared or feature in implicit
+        if not known:
+            listed = ", ".join(sorted({*declared, *implicit})) or "none"
+            raise _err(
+                key,
+                f"'{feature}' is not a feature of {crate.name} (its features: {listed}): fix the name "
+                f"(cargo refuses it: the package '{crate.name}' does not contain this feature)",
+            )
 
 
 def _check_in_tree(root: Path, raw: str, key: str) -> None:
     """A path the flake copies from the workspace: relative, inside it (symlinks resolved), present."""
     rel = os.path.normpath(raw) if raw else ""
     if not raw or raw.startswith("/") or rel == ".." or rel.startswith("../"):
-        raise _err(key, f"'{raw}' is outside the workspace: the flake only sees files under its own directory: give a path relative to the workspace root, inside it")
+        raise _err(key, f"{raw!r} is outside the workspace: the flake only sees files under its own directory: give a path relative to the workspace root, inside it")
     path = root / rel
     if not path.exists() and not path.is_symlink():
-        raise _err(key, f"'{raw}' does not exist in the workspace: fix the path, or add the file")
+        raise _err(key, f"{raw!r} does not exist in the workspace: fix the path, or add the file")
     real = path.resolve()
     if real != root.resolve() and root.resolve() not in real.parents:
-        raise _err(key, f"'{raw}' is outside the workspace (a symlink to {real}): the flake only sees files under its own directory: give a path relative to the workspace root, inside it")
+        raise _err(key, f"{raw!r} is outside the workspace (a symlink to {real}): the flake only sees files under its own directory: give a path relative to the workspace root, inside it")
 
 
 def render_initial(ws: Workspace, kinds: dict[str, MemberKind]) -> str:

@@ -233,20 +233,27 @@ def classify(ws: Workspace, config: Config) -> Classified:
     )
 
 
-def _member_args(name: str, config: Config) -> str:
+def _member_args(name: str, config: Config) -> list[str]:
     """What nixcrate.toml adds to every cargo command of a member (features, extra args)."""
     member = config.member(name)
     args = []
     if member.features:
         args += ["--features", ",".join(member.features)]
-    if member.cargo_extra_args:
-        args.append(member.cargo_extra_args)
-    return " ".join(args)
+    return [*args, *member.cargo_extra_args]
+
+
+# nixpkgs' lib.escapeShellArg leaves a word matching this as it is and single-quotes any other
+_SHELL_SAFE = re.compile(r"[A-Za-z0-9,._+:@%/-]+")
+
+
+def shell_args(words: list[str]) -> str:
+    """lib.escapeShellArgs, byte for byte: the line the library builds from the same words."""
+    return " ".join(w if _SHELL_SAFE.fullmatch(w) else "'" + w.replace("'", "'\\''") + "'" for w in words)
 
 
 def cargo_args(name: str, config: Config) -> str:
     """The arguments every cargo command of a member gets (`--locked -p <name>` and its settings)."""
-    return " ".join(filter(None, ["--locked", "-p", name, _member_args(name, config)]))
+    return shell_args(["--locked", "-p", name, *_member_args(name, config)])
 
 
 def _stubs_for(crate: Crate) -> tuple[str, ...]:
@@ -283,7 +290,7 @@ def _member_entry(crate: Crate, kind: MemberKind, config: Config, classified: Cl
     if member.features:
         entry["features"] = list(member.features)
     if member.cargo_extra_args:
-        entry["cargoExtraArgs"] = member.cargo_extra_args
+        entry["cargoExtraArgs"] = list(member.cargo_extra_args)
     if kind is MemberKind.LAMBDA:
         entry["arch"] = member.arch
         if member.include:

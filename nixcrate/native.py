@@ -65,7 +65,7 @@ _SYS_NAME = re.compile(r"[-_]sys(?:[-_](?:rs|next|stable|\d+))?$")
 
 def nix_attr(path: str) -> str:
     """`llvmPackages.libclang` -> `pkgs.llvmPackages.libclang`; quotes names that need it."""
-    parts = [p if _NIX_IDENT.match(p) and p not in _NIX_KEYWORDS else f'"{p}"' for p in path.split(".")]
+    parts = [p if _NIX_IDENT.match(p) and p not in _NIX_KEYWORDS else f'"{_nix_literal(p)}"' for p in path.split(".")]
     return "pkgs." + ".".join(parts)
 
 
@@ -416,11 +416,10 @@ def _override_entry(crate: str, ov: NativeOverride, base: NativeEntry | None) ->
 
 
 def with_overrides(table: NativeTable, overrides: Iterable[tuple[str, NativeOverride]]) -> NativeTable:
-    """The table with nixcrate.toml's [native."crate"] tables applied (extend, or replace)."""
+    """The table with nixcrate.toml's [native."crate"] tables applied (extend, or replace);
+    their names and values were checked when nixcrate.toml was read (config.SCHEMA)."""
     by_key = {normalize(e.crate): e for e in table.entries}
     for crate, ov in overrides:
-        if not crate or not re.fullmatch(r"[A-Za-z0-9_-]+", crate):
-            raise ConfigError(f'{FILENAME}: native."{crate}": not a crate name: fix the table name')
         key = normalize(crate)
         by_key[key] = _override_entry(crate, ov, by_key.get(key))
     return NativeTable(tuple(sorted(by_key.values(), key=lambda e: e.crate)))

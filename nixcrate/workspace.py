@@ -175,6 +175,7 @@ class Workspace:
     # In-tree crates that [patch.<registry>] or [replace] of the root Cargo.toml point at and
     # that are not members: cargo reads them, so every source the flake builds needs them.
     patch_paths: tuple[PurePosixPath, ...] = ()
+    profiles: tuple[str, ...] = ()  # the [profile.<name>] tables of the root Cargo.toml, sorted
 
     @property
     def members(self) -> tuple[Crate, ...]:
@@ -658,6 +659,7 @@ def load(root: Path) -> Workspace:
         warnings=tuple(warnings),
         explicit_members=any(not any(ch in m for ch in "*?[") for m in raw_members if isinstance(m, str)),
         patch_paths=_patch_paths(top, root, set(crates)),
+        profiles=tuple(sorted(top["profile"])) if isinstance(top.get("profile"), dict) else (),
     )
 
 

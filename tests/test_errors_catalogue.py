@@ -200,6 +200,12 @@ CASES: dict[str, Case] = {
     "config-bad-value": Case({"nixcrate.toml": '[lambda]\nglibc = "two"\n'}),
     "config-args-line-break": Case({"nixcrate.toml": '[checks]\nclippy-args = "--all-targets\\n-- -D warnings"\n'}),
     "config-args-unclosed-quote": Case({"nixcrate.toml": "[members.api.checks]\ntest-args = \"--skip 'slow\"\n"}),
+    # every nixcrate.toml value is checked against one schema (nixcrate.config.SCHEMA)
+    "config-invalid-value": Case({"nixcrate.toml": '[services]\nnative-build-inputs = ["pkg-config\\"; evil = builtins.abort \\"x"]\n'}),
+    "config-string-unusable": Case({"nixcrate.toml": '[native."foo-sys"]\nreason = "a\\nb"\n'}),
+    "config-duplicate": Case({"nixcrate.toml": 'exclude = ["api", "api"]\n'}),
+    "config-unknown-feature": Case({"nixcrate.toml": '[members.api]\nfeatures = ["nope"]\n'}),
+    "config-unknown-profile": Case({"nixcrate.toml": '[services]\nprofile = "fast"\n'}),
     "config-path-outside": Case({"nixcrate.toml": '[members.api]\nextra-src = ["/etc/passwd"]\n'}),
     "config-path-missing": Case({"nixcrate.toml": '[members.api]\nextra-src = ["proto"]\n'}),
     "member-symlink": Case({}),  # crates/common/Cargo.toml a symlink, made below

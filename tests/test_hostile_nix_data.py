@@ -2,7 +2,7 @@
 
 Every string nixcrate writes into `nix/nixcrate/workspace.nix` goes through one escaping
 function (`flake_gen.nix_str`, names through `nix_attr`). The proof: a workspace whose
-directory names, env keys and values, features, include paths and git-hash keys carry
+directory names, env values, extra cargo arguments, include paths and git-hash keys carry
 quotes, `${`, backslashes, newlines and spaces generates a file that real Nix parses and
 evaluates to exactly the values nixcrate read, and evaluating it runs none of the Nix
 hidden in them (`builtins.abort`).
@@ -50,7 +50,7 @@ def hostile_workspace(root: Path) -> tuple[Path, dict[str, str]]:
     for name, d in dirs.items():
         files[f"{d}/Cargo.toml"] = f'[package]\nname = "{name}"\nversion = "0.1.0"\nedition = "2021"\n'
         files[f"{d}/src/main.rs"] = "fn main() {}\n"
-    env = ", ".join(f"{_toml_str('K' + str(i) + ' ' + t)} = {_toml_str(t)}" for i, t in enumerate(HOSTILE))
+    env = ", ".join(f"K{i} = {_toml_str(t)}" for i, t in enumerate(HOSTILE))
     files["nixcrate.toml"] = f"[services]\nenv = {{ {env} }}\n\n[members.svc0]\ncargo-extra-args = {_toml_str('--config ' + HOSTILE[1])}\n"
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -78,9 +78,10 @@ def test_hostile_strings_reach_the_generated_nix_as_the_same_data(tmp_path: Path
     crates = data["crates"]
     assert isinstance(crates, dict)
     assert {name: crates[name]["path"] for name in dirs} == dirs
-    assert crates["svc0"]["cargoExtraArgs"] == "--config " + HOSTILE[1]
+    # the words a shell would split it into, each one a string of its own
+    assert crates["svc0"]["cargoExtraArgs"] == ["--config", "dollar${builtins.abort", "pwned}"]
     env = data["closures"]["services"]["env"]  # type: ignore[index]
-    assert env == {f"K{i} {t}": t for i, t in enumerate(HOSTILE)}
+    assert env == {f"K{i}": t for i, t in enumerate(HOSTILE)}
     # and what Python would render is what Nix read back: one escaping function, no other path
     ws = workspace.load(root)
     context = flake_gen.build_context(ws, config.load(root))

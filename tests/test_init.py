@@ -235,6 +235,8 @@ def test_shipped_example_is_up_to_date() -> None:
 
 
 def test_closure_and_native_overrides_reach_closure_and_packages(ws: Path) -> None:
+    cargo = ws / "Cargo.toml"  # a custom profile must be defined, or cargo (and nixcrate) refuse it
+    cargo.write_text(cargo.read_text() + '\n[profile.production]\ninherits = "release"\n')
     toml = ws / "nixcrate.toml"
     toml.write_text(
         toml.read_text()

@@ -55,13 +55,15 @@ let
   services = lib.filterAttrs (_: m: m.kind == "service" || m.package or false) members;
   lambdas = lib.filterAttrs (_: m: m.kind == "lambda") members;
 
-  # What every cargo command of a member gets: `--locked -p <name>`, then its settings.
+  # What every cargo command of a member gets: `--locked -p <name>`, then its settings. Each
+  # word is quoted for the shell: a setting reaches cargo as the words nixcrate.toml holds,
+  # never as shell code.
   cargoArgs =
     name:
     let
       m = members.${name};
     in
-    lib.concatStringsSep " " (
+    lib.escapeShellArgs (
       [
         "--locked"
         "-p"
@@ -71,7 +73,7 @@ let
         "--features"
         (lib.concatStringsSep "," m.features)
       ]
-      ++ lib.optional (m.cargoExtraArgs or "" != "") m.cargoExtraArgs
+      ++ m.cargoExtraArgs or [ ]
     );
 
   # cargo-zigbuild's target: the triple, then the glibc the handlers link against.
