@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from nixcrate.config import FILENAME, NativeOverride
 from nixcrate.errors import ConfigError
+from nixcrate.values import ATTR_PATH, ENV_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -43,13 +44,8 @@ _ENTRY_KEYS = (
     "lambda-bundled",
 )
 
-# A nixpkgs attribute path: dot-separated names. Names that are not Nix identifiers
-# (a leading digit, a '+') are quoted when rendered, so they are accepted here.
-_ATTR_NAME = r"[A-Za-z0-9_][A-Za-z0-9_+'-]*"
-_ATTR_PATH = re.compile(rf"^{_ATTR_NAME}(?:\.{_ATTR_NAME})*$")
 _NIX_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
 _NIX_KEYWORDS = frozenset({"assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with"})
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Env templates: {attr.path} is a package reference, {{ and }} are literal braces.
 _TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 # Cargo's convention names the package that links a native library `<library>-sys`
@@ -83,7 +79,7 @@ def _parse_template(template: str) -> list[tuple[str, str]]:
         token = m.group(0)
         if token in ("{{", "}}"):
             out.append(("text", token[0]))
-        elif m.group(1) is not None and _ATTR_PATH.match(m.group(1)):
+        elif m.group(1) is not None and ATTR_PATH.match(m.group(1)):
             out.append(("attr", m.group(1)))
         else:
             raise ValueError(
@@ -300,7 +296,7 @@ def _attr_list(value: Any, where: str, fail: type[Exception]) -> tuple[str, ...]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise fail(f"{where}: expected a list of nixpkgs attribute names: fix the value")
     for v in value:
-        if not _ATTR_PATH.match(v):
+        if not ATTR_PATH.match(v):
             raise fail(
                 f'{where}: {v!r} is not a nixpkgs attribute path like "pkg-config" or "llvmPackages.libclang": fix the value'
             )
@@ -313,7 +309,7 @@ def _env_table(value: Any, where: str, fail: type[Exception]) -> tuple[tuple[str
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise fail(f"{where}: expected a table of strings: fix the value")
     for name, template in value.items():
-        if not _ENV_NAME.match(name):
+        if not ENV_NAME.match(name):
             raise fail(f"{where}: {name!r} is not an environment variable name: use letters, digits and '_'")
         try:
             _parse_template(template)
