@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Self
 
+from nixcrate import runner
 from nixcrate.build_report import LOCAL, NoticeKind, duration, store_name
 
 if TYPE_CHECKING:
@@ -49,11 +50,12 @@ class Progress:
             self.live = Live(console=err, get_renderable=self._render, refresh_per_second=4, transient=True)
 
     def __enter__(self) -> Self:
-        if self.live is not None:
-            self.live.__enter__()
-        elif self.interval > 0:
-            self._ticker = threading.Thread(target=self._tick, name="nixcrate-status", daemon=True)
-            self._ticker.start()
+        with runner.sigint_for_main_thread():  # rich's Live refreshes from a thread of its own
+            if self.live is not None:
+                self.live.__enter__()
+            elif self.interval > 0:
+                self._ticker = threading.Thread(target=self._tick, name="nixcrate-status", daemon=True)
+                self._ticker.start()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -214,7 +214,8 @@ class _Display:
                 self._held.append((line, at))
                 if self._opener is None and nix.starts_work(line):
                     self._opener = threading.Thread(target=self._open, name="nixcrate-display", daemon=True)
-                    self._opener.start()
+                    with runner.sigint_for_main_thread():
+                        self._opener.start()
                 return
         progress.feed(line, at)
 

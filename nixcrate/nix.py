@@ -400,7 +400,8 @@ class PathInfoQuery:
     def __init__(self, paths: Sequence[str], settings: Sequence[str] = ()) -> None:
         self._infos: dict[str, PathInfo] = {}
         self._thread = threading.Thread(target=self._run, args=(list(paths), settings), name="nixcrate-path-info", daemon=True)
-        self._thread.start()
+        with runner.sigint_for_main_thread():
+            self._thread.start()
 
     def _run(self, paths: list[str], settings: Sequence[str]) -> None:
         with contextlib.suppress(NixcrateError):  # Nix gone, or Ctrl-C reached it: the report asks again
@@ -536,7 +537,8 @@ class BackgroundPlan:
         """Start planning (once)."""
         with self._lock:
             if self._thread.ident is None:
-                self._thread.start()
+                with runner.sigint_for_main_thread():
+                    self._thread.start()
 
     def _run(self, flake: str, requested: Sequence[str], extra: Sequence[str], on_error: Callable[[], None]) -> None:
         try:

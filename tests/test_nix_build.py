@@ -391,6 +391,41 @@ def test_ctrl_c_stops_nix_and_exits_130(store: Path, system: str, request: pytes
         os.kill(builder, 0)  # nix took its builder down with it
 
 
+def sigint_blocked(pid: int, tid: int) -> bool:
+    """Whether thread tid of process pid blocks SIGINT (the SigBlk mask in /proc)."""
+    status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+    mask = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("SigBlk:")), 16)
+    return bool(mask & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.parametrize("jobs", [(), ("--max-jobs", "1")], ids=["plan-first", "nix-first"])
+def test_ctrl_c_is_delivered_to_the_main_thread(store: Path, system: str, request: pytest.FixtureRequest, jobs: tuple[str, ...]) -> None:
+    """Every thread but the main one blocks SIGINT, so the kernel hands Ctrl-C to the main
+    thread and interrupts its read of nix's log. A helper thread that took it left that read
+    waiting for nix's next line (seen in CI: the Ctrl-C test above hung 20 s on a quiet build)."""
+    pidfile = store / "builder.pid"
+    flake = FakeCraneFlake(store / "flake", system, salt_of(request), services=(), lambdas=(), slow_pidfile=pidfile)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nixcrate.cli_build", "--flake", str(flake.root), *jobs, "slow"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the status ticker and the report's queries are running by now
+        helpers = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+        assert helpers, "no helper thread while nix builds: nothing to check"
+        assert not sigint_blocked(proc.pid, proc.pid)
+        assert [t for t in helpers if not sigint_blocked(proc.pid, t)] == []
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
 def test_v_echoes_a_long_list_of_store_paths_cut_to_its_first_ones() -> None:
     """-v echoed every store path nix's queries take (230 on the example): the first three,
     then how many more, each run of paths cut apart; the other arguments kept."""
