@@ -291,6 +291,14 @@ def _is_excluded(path: str, excludes: list[str]) -> bool:
     return any(_is_under(path, ex) for ex in excludes)
 
 
+def _is_excluded_dep(path: str, excludes: list[str], raw_members: list[Any]) -> bool:
+    """cargo's WorkspaceRootConfig::is_excluded for a path dependency: under an `exclude`
+    entry and not under a `members` entry taken as a literal path (cargo joins a glob to the
+    root unexpanded, so `crates/*` holds only a directory named `*`)."""
+    listed = [_join(".", m) for m in raw_members if isinstance(m, str)]
+    return _is_excluded(path, excludes) and not any(_is_under(path, m) for m in listed)
+
+
 # --------------------------------------------------------------------------- crates
 
 
@@ -571,6 +579,7 @@ def load(root: Path) -> Workspace:
         raise ManifestError("Cargo.toml: neither [workspace] nor [package]: point nixcrate at the root of a Cargo workspace or package")
     if ws is not None and not isinstance(ws, dict):
         raise ManifestError("Cargo.toml: [workspace] must be a table: fix its syntax")
+    has_workspace = ws is not None
     ws = ws or {}
     ws_package = ws.get("package", {}) if isinstance(ws.get("package", {}), dict) else {}
     ws_deps = ws.get("dependencies", {}) if isinstance(ws.get("dependencies", {}), dict) else {}
@@ -600,32 +609,39 @@ def load(root: Path) -> Workspace:
             manifest=top if rel == "." else None,
         )
 
-    # Path dependencies that are not members: read them too (their own path deps as well).
-    pending = [d for c in crates.values() for d in c.deps if d.path is not None]
-    while pending:
-        dep = pending.pop()
+    # Path dependencies, read too (their own path deps as well). As cargo's
+    # Workspace::find_path_deps: with a [workspace] table, a path dependency under the root
+    # that `exclude` does not drop is a member; cargo then follows its path dependencies the
+    # same way. Without one (a lone package) only the package itself is a member.
+    # Members first, so that a crate a member and a non-member both depend on is a member.
+    pending = [(d, crates[rel]) for rel in list(crates) for d in crates[rel].deps if d.path is not None]
+    later: list[tuple[Dependency, Crate]] = []
+    while pending or later:
+        dep, owner = pending.pop() if pending else later.pop()
         assert dep.path is not None
         dep_dir = str(dep.path)
         if dep_dir in crates:
             continue
         if dep_dir.startswith("/"):
-            owner = next(c for c in crates.values() if dep in c.deps)
             raise WorkspaceError(
                 f"{owner.manifest}: path dependency '{dep.name}' has an absolute path ({dep.path}): the flake builds a copy of "
                 "the workspace in the Nix store, where that path does not exist: write it relative to the manifest's directory"
             )
         if _outside(dep_dir):
-            owner = next(c for c in crates.values() if dep in c.deps)
             raise WorkspaceError(
                 f"{owner.manifest}: path dependency '{dep.name}' ({dep.path}) is outside the workspace root: "
                 "a flake only sees files under its own directory, move the crate into the workspace or use a git/registry dependency"
             )
         if not os.path.isfile(os.path.join(root, dep_dir, "Cargo.toml")):
-            owner = next(c for c in crates.values() if dep in c.deps)
             raise ManifestError(f"{owner.manifest}: path dependency '{dep.name}' points at {dep.path}, which has no Cargo.toml: fix the path")
-        crate = _read_crate(root, dep_dir, is_member=False, ws_package=ws_package, ws_deps=ws_deps)
+        # Only a member's path dependencies become members: cargo stops at a non-member.
+        is_member = has_workspace and owner.is_member and not _is_excluded_dep(dep_dir, excludes, raw_members)
+        if not is_member and pending:
+            later.append((dep, owner))
+            continue
+        crate = _read_crate(root, dep_dir, is_member=is_member, ws_package=ws_package, ws_deps=ws_deps)
         crates[dep_dir] = crate
-        pending.extend(d for d in crate.deps if d.path is not None)
+        pending.extend((d, crate) for d in crate.deps if d.path is not None)
 
     _refuse_symlinked(root, crates)
     ordered_crates = host.with_reasons(tuple(crates[rel] for rel in sorted(crates)))

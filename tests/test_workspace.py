@@ -37,11 +37,14 @@ def lock(*packages: tuple[str, str, list[str]], registry: tuple[str, ...] = ()) 
 
 def test_example_members_kinds_and_path_crates() -> None:
     ws = workspace.load(EXAMPLE)
-    assert ws.member_names == ("api", "common", "ingest", "report-export", "worker")
-    # excluded by `exclude`, and the vendored path crate is in the tree but not a member
+    # the vendored path crate is under the root and not excluded: a member, as cargo makes it
+    # (`cargo metadata`'s workspace_members lists it)
+    assert ws.member_names == ("api", "common", "ingest", "report-export", "textwrap-lite", "worker")
+    # excluded by `exclude`
     assert "experimental" not in [c.name for c in ws.crates]
     textwrap_lite = ws.crate("textwrap-lite")
-    assert not textwrap_lite.is_member and textwrap_lite.path == PurePosixPath("vendor/textwrap-lite")
+    assert textwrap_lite.is_member and textwrap_lite.path == PurePosixPath("vendor/textwrap-lite")
+    assert textwrap_lite.natural_kind() is MemberKind.LIBRARY
     worker = ws.crate("worker")
     assert [b.name for b in worker.bins] == ["worker", "worker-admin"]
     assert worker.build_script == PurePosixPath("build.rs")
