@@ -144,6 +144,8 @@ CASES: dict[str, Case] = {
     "not-workspace-or-package": Case({"Cargo.toml": "[profile.release]\nlto = true\n"}),
     "wrong-shape": Case({"Cargo.toml": '[workspace]\nmembers = "crates/*"\n'}),
     "member-glob-matches-nothing": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "tools/*"')}),
+    "member-glob-takes-nix-dir": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"crates/*", "services/api"', '"*"').replace("members", 'exclude = ["services"]\nmembers')}),
+    "member-glob-without-manifest": Case({"crates/docs/README.md": "notes\n"}),
     "member-without-manifest": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "services/gone"')}),
     "member-not-a-package": Case({"crates/common/Cargo.toml": '[lib]\npath = "src/lib.rs"\n'}),
     "member-outside-root": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "../elsewhere"')}),
@@ -159,6 +161,7 @@ CASES: dict[str, Case] = {
     "lockfile-empty": Case({"Cargo.lock": ""}),
     "lockfile-too-old": Case({"Cargo.lock": BASE["Cargo.lock"].replace("version = 3\n", "")}),
     "lockfile-version-unsupported": Case({"Cargo.lock": BASE["Cargo.lock"].replace("version = 3", "version = 9")}),
+    "lockfile-source-unreadable": Case({"Cargo.lock": BASE["Cargo.lock"] + '\n[[package]]\nname = "zz"\nversion = "1.0.0"\nsource = "local-registry+file:///srv/registry"\n'}),
     "lockfile-stale-member": Case(
         {**member("billing", bin_=True), "Cargo.toml": BASE["Cargo.toml"]}
     ),
@@ -180,6 +183,12 @@ CASES: dict[str, Case] = {
             "Cargo.lock": BASE["Cargo.lock"].replace(' "common",\n', ' "common",\n "gitdep",\n')
             + f'\n[[package]]\nname = "gitdep"\nversion = "0.2.0"\nsource = "git+https://example.com/gitdep.git#{GIT_REV}"\n',
         }
+    ),
+    "unknown-edition": Case({"crates/common/Cargo.toml": '[package]\nname = "common"\nversion = "0.1.0"\nedition = "2027"\n'}),
+    "default-member-not-a-member": Case({"Cargo.toml": BASE["Cargo.toml"].replace('resolver = "2"\n', 'resolver = "2"\ndefault-members = ["services/api", "tools/gen"]\n')}),
+    "path-dependency-wrong-name": Case({"services/api/Cargo.toml": BASE["services/api/Cargo.toml"].replace("common = {", "core = {")}),
+    "dependency-under-two-names": Case(
+        {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + '\n[dev-dependencies]\ncommon2 = { path = "../../crates/common", package = "common" }\n'}
     ),
     "duplicate-package-name": Case(
         {**member("other"), "crates/other/Cargo.toml": '[package]\nname = "common"\nversion = "0.1.0"\n'}

@@ -234,7 +234,7 @@ def test_a_bin_depending_directly_on_any_lambda_runtime_crate_is_a_handler_as_ca
         pytest.skip("needs cargo (the oracle) and nix (to read the generated data)")
     runtimes = ("lambda_runtime", "lambda_http", "lambda_extension")
     files = {
-        "Cargo.toml": '[workspace]\nmembers = ["*"]\nresolver = "2"\n\n[workspace.dependencies]\nlambda_http = "0.13"\n',
+        "Cargo.toml": '[workspace]\nmembers = ["*"]\nexclude = ["nix"]\nresolver = "2"\n\n[workspace.dependencies]\nlambda_http = "0.13"\n',
         "events/Cargo.toml": '[package]\nname = "events"\nversion = "0.1.0"\n\n[dependencies]\nlambda_runtime = "0.13"\n',
         "events/src/lib.rs": "",
     }
