@@ -60,6 +60,7 @@ class Dependency:
     default_features: bool = True
     key: str = ""  # the key in the manifest's table (a renamed dependency's own name); "" when it is `name`
     target: str | None = None  # the `target.<cfg>` table it sits in, None for the plain tables
+    registry: str | None = None  # `registry = "<name>"`: an alternate registry's name, None for crates.io (or git/path)
 
     @property
     def table_key(self) -> str:
@@ -400,6 +401,7 @@ def _parse_dep(  # noqa: PLR0917 - one call site, positional as _dep_entries yie
         default_features=spec.get("default-features", spec.get("default_features", True)) is not False,
         key="" if key == name else key,
         target=target,
+        registry=spec["registry"] if isinstance(spec.get("registry"), str) and spec["registry"] != "crates-io" else None,
     )
 
 

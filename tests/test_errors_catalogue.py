@@ -96,6 +96,10 @@ BASE = {
 LOCK_ENTRY = '\n[[package]]\nname = "{}"\nversion = "0.1.0"\n'
 GIT_REV = "0123456789abcdef0123456789abcdef01234567"
 REGISTRY = "registry+https://github.com/rust-lang/crates.io-index"
+# BASE's lock with a crate from a sparse alternate registry
+ALT_LOCK = BASE["Cargo.lock"].replace(' "common",\n', ' "common",\n "fancy",\n') + (
+    '\n[[package]]\nname = "fancy"\nversion = "1.2.3"\nsource = "sparse+https://crates.example.com/index/"\nchecksum = "' + "a" * 64 + '"\n'
+)
 OLD_FLAKE = (REPO / "tests" / "fixtures" / "old-generated-flake.nix").read_text()  # nixcrate's flake.nix before the library
 
 
@@ -218,6 +222,11 @@ CASES: dict[str, Case] = {
     "config-path-outside": Case({"nixcrate.toml": '[members.api]\nextra-src = ["/etc/passwd"]\n'}),
     "config-path-missing": Case({"nixcrate.toml": '[members.api]\nextra-src = ["proto"]\n'}),
     "member-symlink": Case({}),  # crates/common/Cargo.toml a symlink, made below
+    "registry-not-configured": Case(
+        {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'fancy = { version = "1", registry = "my-reg" }\n', "Cargo.lock": ALT_LOCK}
+    ),
+    "registry-source-not-configured": Case({"Cargo.lock": ALT_LOCK}),
+    "config-registry-incomplete": Case({"nixcrate.toml": '[registries.my-reg]\nindex = "sparse+https://crates.example.com/index/"\n'}),
     "config-names-no-member": Case({"nixcrate.toml": '[members.apii]\nkind = "service"\n'}),
     "config-exclude-names-no-member": Case({"nixcrate.toml": 'exclude = ["apii"]\n'}),
     "kind-override-without-bin": Case({"nixcrate.toml": '[members.common]\nkind = "service"\n'}),
