@@ -290,7 +290,7 @@ def _expand_members(root: Path, patterns: list[str], display: str, excludes: lis
             )
         if any(ch in pattern for ch in "*?["):
             if (
-                fnmatch.fnmatchcase(GENERATED_DIR, rel)
+                _glob_matches(GENERATED_DIR, rel)
                 and not _is_excluded(GENERATED_DIR, excludes)
                 and not (root / GENERATED_DIR / "Cargo.toml").is_file()
             ):
@@ -314,6 +314,12 @@ def _expand_members(root: Path, patterns: list[str], display: str, excludes: lis
         else:
             found.append(rel)
     return found, warnings
+
+
+def _glob_matches(path: str, pattern: str) -> bool:
+    """path matches pattern as cargo's globs match (per component: `*` stays within one)."""
+    parts, pattern_parts = path.split("/"), pattern.split("/")
+    return len(parts) == len(pattern_parts) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pattern_parts, strict=True))
 
 
 def _is_excluded(path: str, excludes: list[str]) -> bool:
@@ -427,6 +433,11 @@ def _read_crate(
                 else f"{display}: not found, but {rel} is a {what}: fix the dependency's path"
             )
         manifest = _read_toml(manifest_file, display)
+    if is_member and rel != "." and "workspace" in manifest:
+        raise WorkspaceError(
+            f"{display}: has a [workspace] of its own, but {rel} is a member of the workspace at Cargo.toml (cargo: multiple "
+            f'workspace roots found): remove its [workspace] table, or add "{rel}" to workspace.exclude'
+        )
     package = manifest.get("package", manifest.get("project"))
     if not isinstance(package, dict):
         raise ManifestError(f"{display}: has no [package] section: a workspace member must be a package (add [package] name and version)")
@@ -605,6 +616,8 @@ def _check_lock_current(lock: Lockfile, crates: tuple[Crate, ...], display: str)
                 f"{display}: has no entry for {c.name} {c.version} ({c.manifest}): it is older than the manifests, run 'cargo update -w'"
             )
         for d in c.deps:
+            if d.kind == "dev" and not c.is_member:
+                continue  # cargo resolves (and locks) a non-member's dev-dependencies never
             if d.name not in names and not d.optional:
                 raise LockfileError(
                     f"{display}: has no entry for '{d.name}', a dependency of {c.name}: it is older than the manifests, run 'cargo update -w'"
@@ -688,7 +701,8 @@ def load(root: Path) -> Workspace:
             continue
         crate = _read_crate(root, dep_dir, is_member=is_member, ws_package=ws_package, ws_deps=ws_deps)
         crates[dep_dir] = crate
-        pending.extend((d, crate) for d in crate.deps if d.path is not None)
+        # cargo resolves a non-member's dev-dependencies never, nor loads their manifests
+        pending.extend((d, crate) for d in crate.deps if d.path is not None and (is_member or d.kind != "dev"))
 
     _refuse_symlinked(root, crates)
     ordered_crates = host.with_reasons(tuple(crates[rel] for rel in sorted(crates)))
@@ -701,6 +715,11 @@ def load(root: Path) -> Workspace:
             )
         by_name[c.name] = c
 
+    if not any(c.is_member for c in crates.values()):
+        raise WorkspaceError(
+            "Cargo.toml: the workspace is virtual and has no members (cargo: the manifest is virtual, and the workspace has no "
+            "members): list the member crates in workspace.members"
+        )
     _check_path_dep_names(crates)
     globs = [_join(".", m) for m in raw_members if isinstance(m, str) and any(ch in m for ch in "*?[")]
     defaults = _default_members(root, ws.get("default-members", []), crates, excludes, globs)
@@ -736,8 +755,8 @@ def _check_path_dep_names(crates: dict[str, Crate]) -> None:
     for crate in crates.values():
         keys: dict[str, str] = {}
         for dep in crate.deps:
-            if dep.path is None:
-                continue
+            if dep.path is None or (dep.kind == "dev" and not crate.is_member):
+                continue  # a non-member's dev-dependencies cargo never resolves (nor nixcrate reads)
             target = crates[str(dep.path)]
             if dep.name != target.name:
                 raise ManifestError(
@@ -769,7 +788,7 @@ def _default_members(root: Path, raw: list[Any], crates: dict[str, Crate], exclu
         for rel in dirs:
             crate = crates.get(_join(".", rel))
             if crate is None or not crate.is_member:
-                if _is_excluded(_join(".", rel), excludes) and any(fnmatch.fnmatchcase(_join(".", rel), g) for g in globs):
+                if _is_excluded(_join(".", rel), excludes) and any(_glob_matches(_join(".", rel), g) for g in globs):
                     continue
                 raise WorkspaceError(
                     f"Cargo.toml: workspace.default-members lists '{entry}', and {_join('.', rel)} is not a member of the workspace "

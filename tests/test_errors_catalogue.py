@@ -150,6 +150,8 @@ CASES: dict[str, Case] = {
     "member-glob-matches-nothing": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "tools/*"')}),
     "member-glob-takes-nix-dir": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"crates/*", "services/api"', '"*"').replace("members", 'exclude = ["services"]\nmembers')}),
     "member-glob-without-manifest": Case({"crates/docs/README.md": "notes\n"}),
+    "member-with-own-workspace": Case({"crates/common/Cargo.toml": BASE["crates/common/Cargo.toml"] + "\n[workspace]\n"}),
+    "workspace-without-members": Case({"Cargo.toml": '[workspace]\nmembers = ["tools/*"]\n'}),
     "member-without-manifest": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "services/gone"')}),
     "member-not-a-package": Case({"crates/common/Cargo.toml": '[lib]\npath = "src/lib.rs"\n'}),
     "member-outside-root": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "../elsewhere"')}),
