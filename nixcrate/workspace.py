@@ -4,7 +4,8 @@ Parsed once, here, into frozen dataclasses; nothing past this module sees a raw 
 Follows cargo's own rules where a flake depends on them: member globs and `exclude`,
 `workspace.package` / `workspace.dependencies` inheritance, targets (nixcrate.targets:
 declared and inferred lib, bins, examples, tests, benches, build script), path
-dependencies that are not members, lockfile versions 3 and 4.
+dependencies (members when under the root and not excluded, as cargo makes them), lockfile
+versions 3 and 4; and it refuses, in one line, what cargo refuses (tests/test_cargo_differential.py).
 """
 
 from __future__ import annotations

@@ -47,8 +47,9 @@ let
     map (p: lib.nameValuePair p.name p.version) (lib.filter (p: !(p ? source)) lockFile.package)
   );
 
-  # Members built and checked: excluded ones and path dependencies have no kind, and a
-  # library the build machine cannot build (a wasm cdylib, a Python extension) is `leftOut`.
+  # Members built and checked: excluded ones (nixcrate.toml `exclude`) and path crates outside
+  # cargo's members (workspace.exclude) have no kind, and a library the build machine cannot
+  # build (a wasm cdylib, a Python extension) is `leftOut`.
   members = lib.filterAttrs (_: c: c ? kind && !(c.leftOut or false)) ws.crates;
   # Services, and libraries no crate depends on (`package = true`): one buildPackage each on
   # the services' closure.
