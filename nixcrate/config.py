@@ -95,6 +95,19 @@ class NativeOverride:
 
 
 @dataclass(frozen=True, slots=True)
+class Registry:
+    """[registries.<name>] of nixcrate.toml: an alternate or sparse registry crane downloads from."""
+
+    index: str  # as Cargo.lock's source names it: "sparse+https://…/" or "registry+https://…"
+    dl: str  # the download URL (its config.json's `dl`), with or without cargo's {crate}-style markers
+
+    @property
+    def cargo_index(self) -> str:
+        """The index as cargo's configuration writes it (a git index without `registry+`)."""
+        return self.index.removeprefix("registry+")
+
+
+@dataclass(frozen=True, slots=True)
 class ClosureConfig:
     """[services] / [lambda]: what applies to a closure and every package reusing it."""
 
@@ -123,6 +136,7 @@ class Config:
     lambda_opt_level: str = "2"
     service_opt_level: str | None = None  # None: the workspace profile decides
     git_hashes: tuple[tuple[str, str], ...] = ()
+    registries: tuple[tuple[str, Registry], ...] = ()  # sorted by name
     native: tuple[tuple[str, NativeOverride], ...] = ()
     services: ClosureConfig = ClosureConfig()
     lambdas: ClosureConfig = ClosureConfig()
@@ -255,6 +269,10 @@ SCHEMA = Table(
         "members": Table(each=_MEMBER, name=values.member_name, placeholder="<member>"),
         "native": Table(each=_NATIVE, name=values.crate_name, placeholder='"<crate>"'),
         "git-hashes": Table(each=values.HASH, name=_lock_source, placeholder='"<source>"'),
+        # alternate and sparse registries: where crane downloads their crates from
+        "registries": Table(
+            each=Table({"index": values.REGISTRY_INDEX, "dl": values.DOWNLOAD_URL}), name=values.registry_name, placeholder="<registry>"
+        ),
     }
 )
 
@@ -323,6 +341,15 @@ def _member(raw: dict[str, Any]) -> MemberConfig:
     )
 
 
+def _registry(name: str, raw: dict[str, Any]) -> Registry:
+    if "index" not in raw or "dl" not in raw:
+        raise _err(
+            _dotted("registries", name),
+            'needs both index and dl: add index = "<its index, as .cargo/config.toml has it>" and dl = "<the dl of its config.json>"',
+        )
+    return Registry(index=raw["index"], dl=raw["dl"])
+
+
 def _native(raw: dict[str, Any]) -> NativeOverride:
     return NativeOverride(
         native_build_inputs=raw.get("native-build-inputs", ()),
@@ -367,6 +394,7 @@ def parse(data: dict[str, Any]) -> Config:
         lambda_opt_level=lam.get("opt-level", "2"),
         service_opt_level=svc.get("opt-level"),
         git_hashes=tuple(sorted(raw.get("git-hashes", {}).items())),
+        registries=tuple(sorted((name, _registry(name, r)) for name, r in raw.get("registries", {}).items())),
         native=tuple(sorted((name, _native(n)) for name, n in raw.get("native", {}).items())),
         services=_closure(svc),
         lambdas=_closure(lam),
@@ -413,6 +441,7 @@ def check_against(config: Config, ws: Workspace) -> None:
                 _check_in_tree(ws.root, raw, f"members.{name}.{key}")
         if member.features:
             _check_features(ws.crate(name), member.features, f"members.{name}.features")
+    _check_registries(config, ws)
     for key, closure in (("services", config.services), ("lambda", config.lambdas)):
         if closure.profile not in BUILTIN_PROFILES and closure.profile not in ws.profiles:
             raise _err(
@@ -420,6 +449,37 @@ def check_against(config: Config, ws: Workspace) -> None:
                 f"'{closure.profile}' is not a profile of the workspace (cargo has {', '.join(BUILTIN_PROFILES)}; "
                 "Cargo.toml defines " + (", ".join(ws.profiles) or "none") + "): fix the name, or add [profile."
                 + closure.profile + '] with inherits = "release" to Cargo.toml',
+            )
+
+
+# The one registry crane downloads from without configuration (lib/default.nix: crateRegistries).
+CRATES_IO = "registry+https://github.com/rust-lang/crates.io-index"
+_REGISTRY_FIX = 'with index = "{index}" (as .cargo/config.toml has it) and dl = "<the dl of its config.json>"'
+
+
+def _check_registries(config: Config, ws: Workspace) -> None:
+    """Every registry the workspace uses but crates.io is in [registries]: crane downloads a
+    crate from the `dl` of the registry its lock entry names (lib/urlForCargoPackage.nix), and
+    cargo in the build finds a `registry = "<name>"` dependency's index by that name. Without
+    them the flake fails inside Nix ("not sure how to download crates from ...")."""
+    configured = dict(config.registries)
+    for crate in ws.crates:
+        for dep in crate.deps:
+            if dep.registry is not None and dep.registry not in configured:
+                raise _err(
+                    f"registries.{dep.registry}",
+                    f"not set, but {crate.manifest}'s dependency '{dep.table_key}' comes from registry '{dep.registry}' (crane cannot "
+                    f"download from it unconfigured): add [registries.{dep.registry}] " + _REGISTRY_FIX.format(index="<its index>"),
+                )
+    indexes = {r.index for _, r in config.registries}
+    for package in ws.lock.packages:
+        source = package.source or ""
+        if source.startswith(("registry+", "sparse+")) and source != CRATES_IO and source not in indexes:
+            name = next((d.registry for c in ws.crates for d in c.deps if d.name == package.name and d.registry), None) or "<name>"
+            raise _err(
+                "registries",
+                f"none has index {source}, the registry Cargo.lock's {package.name} {package.version} comes from (crane cannot "
+                f"download from it unconfigured): add [registries.{name}] " + _REGISTRY_FIX.format(index=source.removeprefix("registry+")),
             )
 
 

@@ -514,6 +514,7 @@ def build_context(
         },
         "gitHashes": dict(git_deps.status(ws.lock, config.git_hashes).hashes),
         "toolchain": toolchain,
+        "registries": _registries_data(config),
     }
     return FlakeContext(
         data=data,
@@ -525,6 +526,21 @@ def build_context(
         toolchain_file=toolchain["file"] if toolchain else None,  # type: ignore[index]
         sources=crate_sources,
     )
+
+
+def _registries_data(config: Config) -> dict[str, object]:
+    """[registries] for the library: the lock source crane looks a crate's `dl` up by, the index
+    cargo's configuration names (crane's source replacement), and the variable that gives
+    cargo in the build the index of a `registry = "<name>"` dependency."""
+    return {
+        name: {
+            "source": r.index,
+            "index": r.cargo_index,
+            "dl": r.dl,
+            "indexVariable": "CARGO_REGISTRIES_" + re.sub(r"[^A-Z0-9_]", "_", name.upper()) + "_INDEX",
+        }
+        for name, r in config.registries
+    }
 
 
 def _checks_closure(ws: Workspace, config: Config, classified: Classified, service_closure: ClosureContext | None) -> ClosureContext:

@@ -177,6 +177,8 @@ feature_name = _matching(
 )
 crate_name = _matching(CRATE_NAME, "a crate name (ASCII letters, digits, '-' and '_')", "fix the table name")
 member_name = _matching(CRATE_NAME, "a package name (ASCII letters, digits, '-' and '_')", "fix the name")
+# cargo's registry names are package-name-like (util/toml: validate_registry_name)
+registry_name = _matching(CRATE_NAME, "a registry name (ASCII letters, digits, '-' and '_')", "use the name .cargo/config.toml gives it")
 
 
 def _system(item: str, key: str) -> str:
@@ -253,11 +255,35 @@ def _env_template(value: Any, key: str) -> str:
     return string
 
 
+# The markers cargo (and crane's registryFromDownloadUrl) replace in a registry's `dl`.
+DL_MARKERS = ("{crate}", "{version}", "{prefix}", "{lowerprefix}", "{sha256-checksum}")
+
+
 def _url(value: Any, key: str) -> str:
     string = _string(value, key, "a download URL")
-    if not URL.match(string):
+    bare = string
+    for marker in DL_MARKERS:
+        bare = bare.replace(marker, "x")
+    if not URL.match(bare):
         raise error(key, f"{_shown(string)} is not an http(s) URL: give the registry's download URL (the dl of its config.json)")
     return string
+
+
+def _registry_index(value: Any, key: str) -> str:
+    """A registry's index as Cargo.lock names it: `sparse+https://…/` for a sparse index,
+    `registry+https://…` for a git one (written `https://…` too, as .cargo/config.toml has it)."""
+    string = _string(value, key, "a registry index URL")
+    protocol, plus, url = string.partition("+")
+    if not plus or protocol not in ("sparse", "registry"):
+        protocol, url = "registry", string
+    if not URL.match(url):
+        raise error(
+            key,
+            f"{_shown(string)} is not a registry index URL: write it as .cargo/config.toml has it (sparse+ then the URL, or a git index's URL)",
+        )
+    if protocol == "sparse" and not url.endswith("/"):
+        raise error(key, f"{_shown(string)} is not a sparse index URL cargo takes (it ends with '/'): add the '/'")
+    return f"{protocol}+{url}"
 
 
 def _nix_hash(value: Any, key: str) -> str:
@@ -281,6 +307,7 @@ CODEGEN_UNITS = Kind("int", "a whole number from 1 to 4294967295", _in_range(1, 
 GLIBC = Kind("string", 'a glibc version like "2.26"', _glibc)
 PROFILE_NAME = Kind("string", "a cargo profile name", _profile)
 DOWNLOAD_URL = Kind("string", "a download URL", _url)
+REGISTRY_INDEX = Kind("string", "a registry index URL", _registry_index)
 HASH = Kind("string", 'a hash like "sha256-…"', _nix_hash)
 
 

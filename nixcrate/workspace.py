@@ -4,12 +4,14 @@ Parsed once, here, into frozen dataclasses; nothing past this module sees a raw 
 Follows cargo's own rules where a flake depends on them: member globs and `exclude`,
 `workspace.package` / `workspace.dependencies` inheritance, targets (nixcrate.targets:
 declared and inferred lib, bins, examples, tests, benches, build script), path
-dependencies that are not members, lockfile versions 3 and 4.
+dependencies (members when under the root and not excluded, as cargo makes them), lockfile
+versions 3 and 4; and it refuses, in one line, what cargo refuses (tests/test_cargo_differential.py).
 """
 
 from __future__ import annotations
 
 import enum
+import fnmatch
 import os
 import re
 import tomllib
@@ -32,6 +34,9 @@ NEXTEST_CONFIG = PurePosixPath(".config/nextest.toml")
 # What cargo accepts in a package name (it also rejects a leading digit for new packages,
 # but old crates exist): anything else cannot be a cargo package or a Nix attribute we emit.
 _CARGO_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+# The editions cargo 1.95 accepts (cargo rejects any other: "failed to parse the `edition` key").
+EDITIONS = ("2015", "2018", "2021", "2024")
 
 _DEP_TABLES = ("dependencies", "build-dependencies", "dev-dependencies")
 _DEP_KIND = {"dependencies": "normal", "build-dependencies": "build", "dev-dependencies": "dev"}
@@ -56,6 +61,7 @@ class Dependency:
     default_features: bool = True
     key: str = ""  # the key in the manifest's table (a renamed dependency's own name); "" when it is `name`
     target: str | None = None  # the `target.<cfg>` table it sits in, None for the plain tables
+    registry: str | None = None  # `registry = "<name>"`: an alternate registry's name, None for crates.io (or git/path)
 
     @property
     def table_key(self) -> str:
@@ -262,8 +268,16 @@ def _is_under(path: str, ancestor: str) -> bool:
     return ancestor in (path, ".") or path.startswith(ancestor + "/")
 
 
-def _expand_members(root: Path, patterns: list[str], display: str) -> tuple[list[str], list[str]]:
-    """Member directories (relative) and warnings, following cargo's glob rules."""
+# The directory `nixcrate init` writes (nix/nixcrate/...): a member glob must not take it.
+GENERATED_DIR = "nix"
+
+
+def _expand_members(root: Path, patterns: list[str], display: str, excludes: list[str]) -> tuple[list[str], list[str]]:
+    """Member directories (relative) and warnings, following cargo's glob rules.
+
+    cargo takes every directory a glob matches (a file it skips) as a member and fails to
+    load one without a Cargo.toml unless `exclude` drops it: so does nixcrate, and it refuses
+    a glob that takes nix/, which init creates, before writing it (cargo would fail from then on)."""
     found: list[str] = []
     warnings: list[str] = []
     root_len = len(str(root))
@@ -276,19 +290,49 @@ def _expand_members(root: Path, patterns: list[str], display: str) -> tuple[list
                 f"{display}: member '{pattern}' is outside the workspace root: a flake only sees files under {root.name}/, move the crate inside"
             )
         if any(ch in pattern for ch in "*?["):
-            matches = sorted(p for p in root.glob(pattern) if p.name != "target" and p.is_dir())
+            if (
+                _glob_matches(GENERATED_DIR, rel)
+                and not _is_excluded(GENERATED_DIR, excludes)
+                and not (root / GENERATED_DIR / "Cargo.toml").is_file()
+            ):
+                raise WorkspaceError(
+                    f"{display}: member glob '{pattern}' takes {GENERATED_DIR}/, where nixcrate writes the flake's Nix files, and cargo "
+                    f'fails on a member without Cargo.toml: add "{GENERATED_DIR}" to workspace.exclude'
+                )
+            matches = sorted(p for p in root.glob(pattern) if p.is_dir())
             if not matches:
                 # cargo accepts a glob that matches nothing (an empty folder is not even in git), so we warn.
                 warnings.append(f"{display}: member glob '{pattern}' matches no directory: remove it from workspace.members if it is stale")
             # glob yields root/<relative>: cut the root off the string (as relative_to would, uncollapsed)
-            found.extend(str(m)[root_len:].lstrip("/") or "." for m in matches)
+            for m in matches:
+                dir_ = str(m)[root_len:].lstrip("/") or "."
+                if not (m / "Cargo.toml").is_file() and not _is_excluded(_join(".", dir_), excludes):
+                    raise ManifestError(
+                        f"{display}: member glob '{pattern}' matches {dir_}/, which has no Cargo.toml (cargo fails to load it): "
+                        f'add "{dir_}" to workspace.exclude, or narrow the glob'
+                    )
+                found.append(dir_)
         else:
             found.append(rel)
     return found, warnings
 
 
+def _glob_matches(path: str, pattern: str) -> bool:
+    """path matches pattern as cargo's globs match (per component: `*` stays within one)."""
+    parts, pattern_parts = path.split("/"), pattern.split("/")
+    return len(parts) == len(pattern_parts) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pattern_parts, strict=True))
+
+
 def _is_excluded(path: str, excludes: list[str]) -> bool:
     return any(_is_under(path, ex) for ex in excludes)
+
+
+def _is_excluded_dep(path: str, excludes: list[str], raw_members: list[Any]) -> bool:
+    """cargo's WorkspaceRootConfig::is_excluded for a path dependency: under an `exclude`
+    entry and not under a `members` entry taken as a literal path (cargo joins a glob to the
+    root unexpanded, so `crates/*` holds only a directory named `*`)."""
+    listed = [_join(".", m) for m in raw_members if isinstance(m, str)]
+    return _is_excluded(path, excludes) and not any(_is_under(path, m) for m in listed)
 
 
 # --------------------------------------------------------------------------- crates
@@ -364,6 +408,7 @@ def _parse_dep(  # noqa: PLR0917 - one call site, positional as _dep_entries yie
         default_features=spec.get("default-features", spec.get("default_features", True)) is not False,
         key="" if key == name else key,
         target=target,
+        registry=spec["registry"] if isinstance(spec.get("registry"), str) and spec["registry"] != "crates-io" else None,
     )
 
 
@@ -389,6 +434,11 @@ def _read_crate(
                 else f"{display}: not found, but {rel} is a {what}: fix the dependency's path"
             )
         manifest = _read_toml(manifest_file, display)
+    if is_member and rel != "." and "workspace" in manifest:
+        raise WorkspaceError(
+            f"{display}: has a [workspace] of its own, but {rel} is a member of the workspace at Cargo.toml (cargo: multiple "
+            f'workspace roots found): remove its [workspace] table, or add "{rel}" to workspace.exclude'
+        )
     package = manifest.get("package", manifest.get("project"))
     if not isinstance(package, dict):
         raise ManifestError(f"{display}: has no [package] section: a workspace member must be a package (add [package] name and version)")
@@ -404,6 +454,10 @@ def _read_crate(
     edition = _inherit(package.get("edition", "2015"), "edition", ws_package, display)
     if not isinstance(edition, str):
         raise ManifestError(f"{display}: package.edition must be a string such as '2021': fix the value (cargo rejects it too)")
+    if edition not in EDITIONS:
+        raise ManifestError(
+            f"{display}: package.edition '{edition}' is not an edition cargo knows ({', '.join(EDITIONS)}): fix the value (cargo rejects it too)"
+        )
     found = targets_mod.discover(crate_dir, manifest, package, name=name, edition=edition, display=display)
     bins = found.bins
     for target in bins:
@@ -463,6 +517,13 @@ _LOCK_PACKAGE = re.compile(
     r'(?:dependencies = \[\n((?: "[^"\\\n]*",\n)*)\]\n)?'
     r"\n*"
 )
+
+
+# The sources cargo reads in a Cargo.lock (SourceId::from_url): a kind cargo writes there and
+# a URL (scheme, then no space or control character). `path+` is cargo's too, though a
+# lock holds path crates without a source. Anything else ("foo+...", a bare URL, "") cargo
+# refuses with "unsupported source protocol" or an invalid-URL error.
+_LOCK_SOURCE = re.compile(r"^(?:registry|sparse|git|path)\+[A-Za-z][A-Za-z0-9+.-]*://[^\s\x00-\x1f\x7f]*$")
 
 
 def _canonical_lock(text: str) -> tuple[int, list[LockPackage]] | None:
@@ -536,6 +597,12 @@ def read_lockfile(path: Path, display: str = "Cargo.lock") -> Lockfile:
     if version not in (3, 4):
         raise LockfileError(f"{display}: lockfile version {version} is not supported (3 and 4 are): regenerate it with a current cargo")
     packages = _toml_lock_packages(data, display) if canonical is None else canonical[1]
+    for package in packages:
+        if package.source is not None and not _LOCK_SOURCE.match(package.source):
+            raise LockfileError(
+                f"{display}: [[package]] {package.name} {package.version} has source {package.source!r}, which cargo cannot read "
+                "(a source is registry+, sparse+ or git+ and a URL): regenerate it with 'cargo generate-lockfile'"
+            )
     packages.sort(key=lambda p: (p.name, p.version, p.source or ""))
     return Lockfile(version=int(version), packages=tuple(packages))
 
@@ -550,6 +617,8 @@ def _check_lock_current(lock: Lockfile, crates: tuple[Crate, ...], display: str)
                 f"{display}: has no entry for {c.name} {c.version} ({c.manifest}): it is older than the manifests, run 'cargo update -w'"
             )
         for d in c.deps:
+            if d.kind == "dev" and not c.is_member:
+                continue  # cargo resolves (and locks) a non-member's dev-dependencies never
             if d.name not in names and not d.optional:
                 raise LockfileError(
                     f"{display}: has no entry for '{d.name}', a dependency of {c.name}: it is older than the manifests, run 'cargo update -w'"
@@ -571,6 +640,7 @@ def load(root: Path) -> Workspace:
         raise ManifestError("Cargo.toml: neither [workspace] nor [package]: point nixcrate at the root of a Cargo workspace or package")
     if ws is not None and not isinstance(ws, dict):
         raise ManifestError("Cargo.toml: [workspace] must be a table: fix its syntax")
+    has_workspace = ws is not None
     ws = ws or {}
     ws_package = ws.get("package", {}) if isinstance(ws.get("package", {}), dict) else {}
     ws_deps = ws.get("dependencies", {}) if isinstance(ws.get("dependencies", {}), dict) else {}
@@ -578,11 +648,11 @@ def load(root: Path) -> Workspace:
     raw_members = ws.get("members", [])
     if not isinstance(raw_members, list):
         raise ManifestError("Cargo.toml: workspace.members must be a list of paths: fix its syntax")
-    member_dirs, warnings = _expand_members(root, raw_members, "Cargo.toml")
     for key in ("exclude", "default-members"):
         if not isinstance(ws.get(key, []), list):
             raise ManifestError(f"Cargo.toml: workspace.{key} must be a list of paths: fix its syntax")
     excludes = [_join(".", e) for e in ws.get("exclude", []) if isinstance(e, str)]
+    member_dirs, warnings = _expand_members(root, raw_members, "Cargo.toml", excludes)
     # As cargo's is_excluded: `exclude` drops what globs match, never a member listed by its path.
     listed = [_join(".", p) for p in raw_members if isinstance(p, str) and not any(ch in p for ch in "*?[")]
     member_dirs = [m for m in member_dirs if not _is_excluded(m, excludes) or m == "." or any(_is_under(m, p) for p in listed)]
@@ -600,32 +670,40 @@ def load(root: Path) -> Workspace:
             manifest=top if rel == "." else None,
         )
 
-    # Path dependencies that are not members: read them too (their own path deps as well).
-    pending = [d for c in crates.values() for d in c.deps if d.path is not None]
-    while pending:
-        dep = pending.pop()
+    # Path dependencies, read too (their own path deps as well). As cargo's
+    # Workspace::find_path_deps: with a [workspace] table, a path dependency under the root
+    # that `exclude` does not drop is a member; cargo then follows its path dependencies the
+    # same way. Without one (a lone package) only the package itself is a member.
+    # Members first, so that a crate a member and a non-member both depend on is a member.
+    pending = [(d, crates[rel]) for rel in list(crates) for d in crates[rel].deps if d.path is not None]
+    later: list[tuple[Dependency, Crate]] = []
+    while pending or later:
+        dep, owner = pending.pop() if pending else later.pop()
         assert dep.path is not None
         dep_dir = str(dep.path)
         if dep_dir in crates:
             continue
         if dep_dir.startswith("/"):
-            owner = next(c for c in crates.values() if dep in c.deps)
             raise WorkspaceError(
                 f"{owner.manifest}: path dependency '{dep.name}' has an absolute path ({dep.path}): the flake builds a copy of "
                 "the workspace in the Nix store, where that path does not exist: write it relative to the manifest's directory"
             )
         if _outside(dep_dir):
-            owner = next(c for c in crates.values() if dep in c.deps)
             raise WorkspaceError(
                 f"{owner.manifest}: path dependency '{dep.name}' ({dep.path}) is outside the workspace root: "
                 "a flake only sees files under its own directory, move the crate into the workspace or use a git/registry dependency"
             )
         if not os.path.isfile(os.path.join(root, dep_dir, "Cargo.toml")):
-            owner = next(c for c in crates.values() if dep in c.deps)
             raise ManifestError(f"{owner.manifest}: path dependency '{dep.name}' points at {dep.path}, which has no Cargo.toml: fix the path")
-        crate = _read_crate(root, dep_dir, is_member=False, ws_package=ws_package, ws_deps=ws_deps)
+        # Only a member's path dependencies become members: cargo stops at a non-member.
+        is_member = has_workspace and owner.is_member and not _is_excluded_dep(dep_dir, excludes, raw_members)
+        if not is_member and pending:
+            later.append((dep, owner))
+            continue
+        crate = _read_crate(root, dep_dir, is_member=is_member, ws_package=ws_package, ws_deps=ws_deps)
         crates[dep_dir] = crate
-        pending.extend(d for d in crate.deps if d.path is not None)
+        # cargo resolves a non-member's dev-dependencies never, nor loads their manifests
+        pending.extend((d, crate) for d in crate.deps if d.path is not None and (is_member or d.kind != "dev"))
 
     _refuse_symlinked(root, crates)
     ordered_crates = host.with_reasons(tuple(crates[rel] for rel in sorted(crates)))
@@ -638,11 +716,19 @@ def load(root: Path) -> Workspace:
             )
         by_name[c.name] = c
 
+    if not any(c.is_member for c in crates.values()):
+        raise WorkspaceError(
+            "Cargo.toml: the workspace is virtual and has no members (cargo: the manifest is virtual, and the workspace has no "
+            "members): list the member crates in workspace.members"
+        )
+    _check_path_dep_names(crates)
+    globs = [_join(".", m) for m in raw_members if isinstance(m, str) and any(ch in m for ch in "*?[")]
+    defaults = _default_members(root, ws.get("default-members", []), crates, excludes, globs)
+
     lock = read_lockfile(root / "Cargo.lock")
     _check_lock_current(lock, ordered_crates, "Cargo.lock")
 
     members = tuple(sorted(c.name for c in ordered_crates if c.is_member))
-    defaults = [crates[rel].name for d in ws.get("default-members", []) if isinstance(d, str) and (rel := _join(".", d)) in crates]
     configs = tuple(
         PurePosixPath(".cargo") / n for n in ("config.toml", "config") if (root / ".cargo" / n).is_file()
     )
@@ -651,7 +737,7 @@ def load(root: Path) -> Workspace:
         root=root,
         crates=ordered_crates,
         member_names=members,
-        default_members=tuple(sorted(defaults)),
+        default_members=tuple(sorted(set(defaults))),
         lock=lock,
         cargo_configs=configs,
         toolchain_file=toolchain,
@@ -661,6 +747,56 @@ def load(root: Path) -> Workspace:
         patch_paths=_patch_paths(top, root, set(crates)),
         profiles=tuple(sorted(top["profile"])) if isinstance(top.get("profile"), dict) else (),
     )
+
+
+def _check_path_dep_names(crates: dict[str, Crate]) -> None:
+    """What cargo's resolver refuses of path dependencies: one naming a package that is not the
+    one at its path (`foo = { path = "../b" }` where b's package is `b`), and one crate
+    depended on under two names (`b` and `b2 = { path = "../b", package = "b" }`)."""
+    for crate in crates.values():
+        keys: dict[str, str] = {}
+        for dep in crate.deps:
+            if dep.path is None or (dep.kind == "dev" and not crate.is_member):
+                continue  # a non-member's dev-dependencies cargo never resolves (nor nixcrate reads)
+            target = crates[str(dep.path)]
+            if dep.name != target.name:
+                raise ManifestError(
+                    f"{crate.manifest}: path dependency '{dep.table_key}' ({dep.path}) asks for package '{dep.name}', but the package "
+                    f"there is '{target.name}' (cargo finds no matching package): write package = \"{target.name}\" in its entry, or fix the path"
+                )
+            other = keys.setdefault(str(dep.path), dep.table_key)
+            if other != dep.table_key:
+                first, second = sorted((other, dep.table_key))
+                raise ManifestError(
+                    f"{crate.manifest}: depends on {target.name} ({dep.path}) under two names, '{first}' and '{second}' (cargo refuses "
+                    "a crate depended on multiple times with different names): use one name in every dependency table"
+                )
+
+
+def _default_members(root: Path, raw: list[Any], crates: dict[str, Crate], excludes: list[str], globs: list[str]) -> list[str]:
+    """The packages workspace.default-members names (globs expanded as cargo does). Each must
+    be a member: cargo refuses one that is not ("listed in default-members but is not a member"),
+    but for a directory a members glob matches and `exclude` drops, which it skips."""
+    names: list[str] = []
+    root_len = len(str(root))
+    for entry in raw:
+        if not isinstance(entry, str):
+            raise ManifestError(f"Cargo.toml: workspace.default-members must be a list of paths: fix the entry {entry!r}")
+        if any(ch in entry for ch in "*?["):
+            dirs = [str(m)[root_len:].lstrip("/") or "." for m in sorted(root.glob(entry)) if m.is_dir()]
+        else:
+            dirs = [_join(".", entry)]
+        for rel in dirs:
+            crate = crates.get(_join(".", rel))
+            if crate is None or not crate.is_member:
+                if _is_excluded(_join(".", rel), excludes) and any(_glob_matches(_join(".", rel), g) for g in globs):
+                    continue
+                raise WorkspaceError(
+                    f"Cargo.toml: workspace.default-members lists '{entry}', and {_join('.', rel)} is not a member of the workspace "
+                    "(cargo refuses it): add it to workspace.members, or remove it from default-members"
+                )
+            names.append(crate.name)
+    return names
 
 
 def _refuse_symlinked(root: Path, crates: Iterable[str]) -> None:

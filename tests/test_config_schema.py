@@ -41,7 +41,7 @@ HOSTILE = [
     f"$(touch /tmp/{MARK}) `{MARK}`",
 ]
 # What the placeholders of table names stand for in the test workspace.
-NAMES = {"<member>": "api", '"<crate>"': "memchr", '"<source>"': "git+https://example.com/x#0"}
+NAMES = {"<member>": "api", '"<crate>"': "memchr", '"<source>"': "git+https://example.com/x#0", "<registry>": "my-reg"}
 # BASE, with a third-party crate in the services' closure: native."memchr" settings reach the data.
 WS = {
     **BASE,
@@ -49,7 +49,10 @@ WS = {
     "Cargo.lock": BASE["Cargo.lock"].replace(' "common",\n', ' "common",\n "memchr",\n')
     + '\n[[package]]\nname = "memchr"\nversion = "2.5.0"\nsource = "registry+https://github.com/rust-lang/crates.io-index"\n',
 }
-VALID = {"git-hashes": "sha256-" + "A" * 43 + "="}
+VALID = {
+    "git-hashes": "sha256-" + "A" * 43 + "=",
+    "registries": {"index": "sparse+https://crates.example.com/index/", "dl": "https://crates.example.com/dl/{crate}/{version}"},
+}
 
 
 def leaves(table: config.Table = config.SCHEMA, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], values.Kind]]:
@@ -170,7 +173,8 @@ def test_the_schema_walk_reaches_every_table() -> None:
     found = {dotted(p) for p, _ in leaves()}
     assert {"systems", "services.env", "lambda.glibc", "members.api.features", "native.memchr.lambda-env", 'git-hashes."git+https://example.com/x#0"'} <= found
     assert {"checks.clippy-args", "ci.install", "members.api.checks.test-args", "members.api.source"} <= found
-    assert {dotted(p) for p in names()} == {"members", "native", "git-hashes"}
+    assert {"registries.my-reg.index", "registries.my-reg.dl"} <= found
+    assert {dotted(p) for p in names()} == {"members", "native", "git-hashes", "registries"}
 
 
 # --------------------------------------------------------------------------- values cargo or Nix would not take
@@ -198,6 +202,10 @@ def test_the_schema_walk_reaches_every_table() -> None:
         ('[lambda]\nbuild-inputs = ["a..b"]\n', "lambda.build-inputs", "is not a nixpkgs attribute path"),
         ('[members.api]\nnative-build-inputs = ["x\\"y"]\n', "members.api.native-build-inputs", "is not a nixpkgs attribute path"),
         ('[members.api]\ncargo-extra-args = "--config \'a"\n', "members.api.cargo-extra-args", "holds an unclosed quote"),
+        ('[registries.r]\nindex = "sparse+https://x.example/index"\ndl = "https://x.example/dl"\n', "registries.r.index", "ends with '/'"),
+        ('[registries.r]\nindex = "ftp://x.example/index"\ndl = "https://x.example/dl"\n', "registries.r.index", "is not a registry index URL"),
+        ('[registries.r]\nindex = "https://x.example/index"\ndl = "https://x.example/{crat}"\n', "registries.r.dl", "is not an http(s) URL"),
+        ('[registries."a b"]\nindex = "https://x.example/index"\ndl = "https://x.example/dl"\n', 'registries."a b"', "is not a registry name"),
         ('[git-hashes]\n"git+https://x#0" = "abc"\n', 'git-hashes."git+https://x#0"', "is not a Nix hash"),
         ('[native."foo-sys"]\nreason = "a\\nb"\n', "native.foo-sys.reason", "holds a line break"),
     ],

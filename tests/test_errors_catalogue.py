@@ -96,6 +96,10 @@ BASE = {
 LOCK_ENTRY = '\n[[package]]\nname = "{}"\nversion = "0.1.0"\n'
 GIT_REV = "0123456789abcdef0123456789abcdef01234567"
 REGISTRY = "registry+https://github.com/rust-lang/crates.io-index"
+# BASE's lock with a crate from a sparse alternate registry
+ALT_LOCK = BASE["Cargo.lock"].replace(' "common",\n', ' "common",\n "fancy",\n') + (
+    '\n[[package]]\nname = "fancy"\nversion = "1.2.3"\nsource = "sparse+https://crates.example.com/index/"\nchecksum = "' + "a" * 64 + '"\n'
+)
 OLD_FLAKE = (REPO / "tests" / "fixtures" / "old-generated-flake.nix").read_text()  # nixcrate's flake.nix before the library
 
 
@@ -144,6 +148,10 @@ CASES: dict[str, Case] = {
     "not-workspace-or-package": Case({"Cargo.toml": "[profile.release]\nlto = true\n"}),
     "wrong-shape": Case({"Cargo.toml": '[workspace]\nmembers = "crates/*"\n'}),
     "member-glob-matches-nothing": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "tools/*"')}),
+    "member-glob-takes-nix-dir": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"crates/*", "services/api"', '"*"').replace("members", 'exclude = ["services"]\nmembers')}),
+    "member-glob-without-manifest": Case({"crates/docs/README.md": "notes\n"}),
+    "member-with-own-workspace": Case({"crates/common/Cargo.toml": BASE["crates/common/Cargo.toml"] + "\n[workspace]\n"}),
+    "workspace-without-members": Case({"Cargo.toml": '[workspace]\nmembers = ["tools/*"]\n'}),
     "member-without-manifest": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "services/gone"')}),
     "member-not-a-package": Case({"crates/common/Cargo.toml": '[lib]\npath = "src/lib.rs"\n'}),
     "member-outside-root": Case({"Cargo.toml": BASE["Cargo.toml"].replace('"services/api"', '"services/api", "../elsewhere"')}),
@@ -159,6 +167,7 @@ CASES: dict[str, Case] = {
     "lockfile-empty": Case({"Cargo.lock": ""}),
     "lockfile-too-old": Case({"Cargo.lock": BASE["Cargo.lock"].replace("version = 3\n", "")}),
     "lockfile-version-unsupported": Case({"Cargo.lock": BASE["Cargo.lock"].replace("version = 3", "version = 9")}),
+    "lockfile-source-unreadable": Case({"Cargo.lock": BASE["Cargo.lock"] + '\n[[package]]\nname = "zz"\nversion = "1.0.0"\nsource = "local-registry+file:///srv/registry"\n'}),
     "lockfile-stale-member": Case(
         {**member("billing", bin_=True), "Cargo.toml": BASE["Cargo.toml"]}
     ),
@@ -180,6 +189,12 @@ CASES: dict[str, Case] = {
             "Cargo.lock": BASE["Cargo.lock"].replace(' "common",\n', ' "common",\n "gitdep",\n')
             + f'\n[[package]]\nname = "gitdep"\nversion = "0.2.0"\nsource = "git+https://example.com/gitdep.git#{GIT_REV}"\n',
         }
+    ),
+    "unknown-edition": Case({"crates/common/Cargo.toml": '[package]\nname = "common"\nversion = "0.1.0"\nedition = "2027"\n'}),
+    "default-member-not-a-member": Case({"Cargo.toml": BASE["Cargo.toml"].replace('resolver = "2"\n', 'resolver = "2"\ndefault-members = ["services/api", "tools/gen"]\n')}),
+    "path-dependency-wrong-name": Case({"services/api/Cargo.toml": BASE["services/api/Cargo.toml"].replace("common = {", "core = {")}),
+    "dependency-under-two-names": Case(
+        {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + '\n[dev-dependencies]\ncommon2 = { path = "../../crates/common", package = "common" }\n'}
     ),
     "duplicate-package-name": Case(
         {**member("other"), "crates/other/Cargo.toml": '[package]\nname = "common"\nversion = "0.1.0"\n'}
@@ -209,6 +224,11 @@ CASES: dict[str, Case] = {
     "config-path-outside": Case({"nixcrate.toml": '[members.api]\nextra-src = ["/etc/passwd"]\n'}),
     "config-path-missing": Case({"nixcrate.toml": '[members.api]\nextra-src = ["proto"]\n'}),
     "member-symlink": Case({}),  # crates/common/Cargo.toml a symlink, made below
+    "registry-not-configured": Case(
+        {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'fancy = { version = "1", registry = "my-reg" }\n', "Cargo.lock": ALT_LOCK}
+    ),
+    "registry-source-not-configured": Case({"Cargo.lock": ALT_LOCK}),
+    "config-registry-incomplete": Case({"nixcrate.toml": '[registries.my-reg]\nindex = "sparse+https://crates.example.com/index/"\n'}),
     "config-names-no-member": Case({"nixcrate.toml": '[members.apii]\nkind = "service"\n'}),
     "config-exclude-names-no-member": Case({"nixcrate.toml": 'exclude = ["apii"]\n'}),
     "kind-override-without-bin": Case({"nixcrate.toml": '[members.common]\nkind = "service"\n'}),

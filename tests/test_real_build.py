@@ -31,7 +31,8 @@ SYSTEM = "x86_64-linux"
 CLOSURES = ["deployCargoArtifacts", "lambdaDeployCargoArtifacts"]
 SERVICES = ["api", "worker"]
 HANDLERS = {"deploy-lambda-ingest": "ingest", "deploy-lambda-report-export": "report-export"}
-MEMBERS = ["api", "common", "ingest", "report-export", "worker"]
+# textwrap-lite: the vendored path dependency, a member as cargo has it (with its checks)
+MEMBERS = ["api", "common", "ingest", "report-export", "textwrap-lite", "worker"]
 # What the README says `nix flake check` runs: per member clippy-<m> and test-<m>, fmt, and
 # lambda-verify-<bin> per handler; nothing else.
 EXPECTED_CHECKS = sorted([f"clippy-{m}" for m in MEMBERS] + [f"test-{m}" for m in MEMBERS] + ["fmt"] + [f"lambda-verify-{b}" for b in HANDLERS.values()])

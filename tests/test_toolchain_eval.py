@@ -159,7 +159,8 @@ def test_checks_evaluate_and_each_reuses_a_closure(tmp_path: Path, overrides: li
     ws = pinned_workspace(tmp_path)
     packages = eval_flake(ws, overrides)
     checks = eval_checks(ws, overrides, tmp_path)
-    members = ("api", "common", "ingest", "report-export", "worker")
+    # textwrap-lite: a path dependency under the root, so a member (as cargo has it), with checks
+    members = ("api", "common", "ingest", "report-export", "textwrap-lite", "worker")
     assert set(checks) == {
         *(f"clippy-{m}" for m in members), *(f"test-{m}" for m in members),
         "fmt", "lambda-verify-ingest", "lambda-verify-report-export",

@@ -37,11 +37,14 @@ def lock(*packages: tuple[str, str, list[str]], registry: tuple[str, ...] = ()) 
 
 def test_example_members_kinds_and_path_crates() -> None:
     ws = workspace.load(EXAMPLE)
-    assert ws.member_names == ("api", "common", "ingest", "report-export", "worker")
-    # excluded by `exclude`, and the vendored path crate is in the tree but not a member
+    # the vendored path crate is under the root and not excluded: a member, as cargo makes it
+    # (`cargo metadata`'s workspace_members lists it)
+    assert ws.member_names == ("api", "common", "ingest", "report-export", "textwrap-lite", "worker")
+    # excluded by `exclude`
     assert "experimental" not in [c.name for c in ws.crates]
     textwrap_lite = ws.crate("textwrap-lite")
-    assert not textwrap_lite.is_member and textwrap_lite.path == PurePosixPath("vendor/textwrap-lite")
+    assert textwrap_lite.is_member and textwrap_lite.path == PurePosixPath("vendor/textwrap-lite")
+    assert textwrap_lite.natural_kind() is MemberKind.LIBRARY
     worker = ws.crate("worker")
     assert [b.name for b in worker.bins] == ["worker", "worker-admin"]
     assert worker.build_script == PurePosixPath("build.rs")
@@ -231,7 +234,7 @@ def test_a_bin_depending_directly_on_any_lambda_runtime_crate_is_a_handler_as_ca
         pytest.skip("needs cargo (the oracle) and nix (to read the generated data)")
     runtimes = ("lambda_runtime", "lambda_http", "lambda_extension")
     files = {
-        "Cargo.toml": '[workspace]\nmembers = ["*"]\nresolver = "2"\n\n[workspace.dependencies]\nlambda_http = "0.13"\n',
+        "Cargo.toml": '[workspace]\nmembers = ["*"]\nexclude = ["nix"]\nresolver = "2"\n\n[workspace.dependencies]\nlambda_http = "0.13"\n',
         "events/Cargo.toml": '[package]\nname = "events"\nversion = "0.1.0"\n\n[dependencies]\nlambda_runtime = "0.13"\n',
         "events/src/lib.rs": "",
     }

@@ -47,8 +47,9 @@ let
     map (p: lib.nameValuePair p.name p.version) (lib.filter (p: !(p ? source)) lockFile.package)
   );
 
-  # Members built and checked: excluded ones and path dependencies have no kind, and a
-  # library the build machine cannot build (a wasm cdylib, a Python extension) is `leftOut`.
+  # Members built and checked: excluded ones (nixcrate.toml `exclude`) and path crates outside
+  # cargo's members (workspace.exclude) have no kind, and a library the build machine cannot
+  # build (a wasm cdylib, a Python extension) is `leftOut`.
   members = lib.filterAttrs (_: c: c ? kind && !(c.leftOut or false)) ws.crates;
   # Services, and libraries no crate depends on (`package = true`): one buildPackage each on
   # the services' closure.
@@ -85,7 +86,28 @@ let
 
   # ------------------------------------------------------------------------ toolchain
 
+  # Alternate and sparse registries ([registries] of nixcrate.toml), by name: crane downloads
+  # a crate from the `dl` of the registry its lock entry names (lib/urlForCargoPackage.nix
+  # looks the source up in crateRegistries), and only knows crates.io's by itself.
+  registries = ws.registries or { };
   craneLib =
+    if registries == { } then
+      craneLibOf
+    else
+      craneLibOf.appendCrateRegistries (
+        lib.mapAttrsToList (
+          _: r:
+          craneLibOf.registryFromDownloadUrl {
+            inherit (r) dl;
+            indexUrl = r.source;
+            registryPrefix = if lib.hasPrefix "sparse+" r.source then "sparse+" else "registry+";
+          }
+        ) registries
+      );
+  # cargo in the build finds a `registry = "<name>"` dependency's index by its name.
+  registryEnv = lib.mapAttrs' (_: r: lib.nameValuePair r.indexVariable r.index) registries;
+
+  craneLibOf =
     if args.craneLib or null != null then
       args.craneLib
     else if crane == null then
@@ -335,14 +357,19 @@ let
       cargoConfigs,
       gitHashes,
     }:
-    craneLib.vendorCargoDeps {
-      src = lib.fileset.toSource {
-        inherit root;
-        fileset = lib.fileset.unions ([ (root + "/Cargo.lock") ] ++ map (c: root + "/${c}") cargoConfigs);
-      };
-      cargoLockParsed = normaliseLock names lock;
-      outputHashes = gitHashes;
-    };
+    craneLib.vendorCargoDeps (
+      {
+        src = lib.fileset.toSource {
+          inherit root;
+          fileset = lib.fileset.unions ([ (root + "/Cargo.lock") ] ++ map (c: root + "/${c}") cargoConfigs);
+        };
+        cargoLockParsed = normaliseLock names lock;
+        outputHashes = gitHashes;
+      }
+      # The source replacement crane writes for each registry (vendorCargoRegistries.nix): by
+      # name, the index as cargo's configuration has it (crates.io stays crane's own).
+      // lib.optionalAttrs (registries != { }) { registries = lib.mapAttrs (_: r: r.index) registries; }
+    );
 
   cargoVendorDir = vendorOf {
     root = src;
@@ -528,7 +555,8 @@ let
       # Tests run in `nix flake check`, not in deploy builds.
       doCheck = false;
       postConfigure = stableVendorPaths;
-      inherit (closure) nativeBuildInputs buildInputs env;
+      inherit (closure) nativeBuildInputs buildInputs;
+      env = closure.env // registryEnv;
     };
 
   serviceArgs = closureArgs ws.closures.services;
