@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nixcrate import closure as closure_mod
-from nixcrate import git_deps, host, native, sources
+from nixcrate import git_deps, host, native, resolve, sources
 from nixcrate.errors import WorkspaceError
 from nixcrate.workspace import MemberKind
 
@@ -349,6 +349,39 @@ def _crates_data(ws: Workspace, config: Config, classified: Classified, crate_so
     return data
 
 
+def build_requests(config: Config, names: Iterable[str], *, checks: bool = False) -> dict[str, resolve.Request]:
+    """How each member's cargo command asks for it (`--features`, cargo-extra-args), for
+    nixcrate.resolve; checks: as its checks do (their arguments, its dev-dependencies)."""
+    out = {}
+    for name in names:
+        m = config.member(name)
+        words = m.cargo_extra_args
+        if checks:
+            c = config.checks_for(name)
+            words = (*words, *(c.clippy_args if c.clippy else ()), *(c.test_args if c.test else ()))
+        out[name] = resolve.Request.from_args(name, m.features, words, dev=checks)
+    return out
+
+
+def lambda_targets(config: Config, handlers: Iterable[str]) -> dict[str, str]:
+    """Each handler's target triple (cargo-zigbuild's, without the glibc suffix)."""
+    from nixcrate import lambda_pkg  # noqa: PLC0415
+
+    return {n: lambda_pkg.get_arch(config.member(n).arch).triple for n in handlers}
+
+
+def analyse(ws: Workspace, config: Config, services: Iterable[str], handlers: Iterable[str]) -> closure_mod.ClosureReport:
+    """The services' and the handlers' closures as their builds compile them."""
+    services, handlers = tuple(services), tuple(handlers)
+    return closure_mod.analyse(
+        ws,
+        [ws.crate(n) for n in services],
+        [ws.crate(n) for n in handlers],
+        build_requests(config, (*services, *handlers)),
+        lambda_targets(config, handlers),
+    )
+
+
 def _renamed_in_tree(ws: Workspace) -> list[str]:
     """Dependency keys that name an in-tree crate under another name (`codes = { package =
     "errs", path = ... }`): the closures drop their version requirements too."""
@@ -469,10 +502,10 @@ def build_context(
             "add one, or set members.<name>.kind in nixcrate.toml"
         )
     lambda_outputs = _check_output_names(ws, services, handlers)
-    if report is None:
-        report = closure_mod.analyse(ws, [ws.crate(n) for n in services], [ws.crate(n) for n in handlers])
     for name in handlers:
         lambda_pkg.zig_target(config.member(name).arch, config.lambda_glibc)  # a bad arch or pin: one-line error
+    if report is None:
+        report = analyse(ws, config, services, handlers)
 
     service_closure = None
     if services:
@@ -533,7 +566,7 @@ def _checks_closure(ws: Workspace, config: Config, classified: Classified, servi
     closure = true`, standalone in the dev profile."""
     members = tuple(n for n in classified.of_any() if n not in classified.unpackaged)
     graph = closure_mod.graph_for(ws)
-    everything = closure_mod.closure_of(graph, [ws.crate(n) for n in members])
+    everything = closure_mod.resolved_closure(graph, build_requests(config, members, checks=True).values())
     extra = {"CARGO_PROFILE": "dev"} if config.checks_closure else None
     base = closure_context("checkCargoArtifacts", members, everything, ws, config, lambda_closure=False, extra_env=extra)
     if service_closure is None or config.checks_closure:
