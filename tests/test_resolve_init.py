@@ -99,3 +99,17 @@ def test_without_the_manifests_init_counts_the_lock_and_says_so(tmp_path: Path, 
     assert "closure counts from Cargo.lock below 1 crate whose manifest is not on disk (plain 1.0.0)" in " ".join(output.split())
     assert "pcre2-sys" in output
     assert "openssl" not in data
+
+
+def test_a_dev_dependency_on_openssl_sys_brings_openssl_to_the_checks_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks compile the members' dev-dependencies (clippy --all-targets, the test build);
+    the deploy closure does not."""
+    ws, home = _workspace(tmp_path, manifests=True)
+    manifest = ws / "api" / "Cargo.toml"
+    manifest.write_text(manifest.read_text() + '\n[dev-dependencies]\nopenssl-sys = "0.9"\n')
+    _count, _output, data = _init(ws, home, monkeypatch)
+    closures = data.split("closures = {", 1)[1].split("\n  };", 1)[0]
+    services = closures.split("services = ", 1)[1].split("};", 1)[0]
+    checks = closures.split("checks = ", 1)[1].split("};", 1)[0]
+    assert "openssl" not in services
+    assert "pkgs.openssl" in checks
