@@ -103,10 +103,9 @@ class LockGraph:
             self._all_edges[i] = cached
         return cached
 
-    def lock_reachable(self, i: int) -> tuple[int, ...]:
-        """The third-party packages Cargo.lock says package i may pull in, itself included."""
-        mask = self._mask(i)
-        return tuple(j for j, digit in enumerate(reversed(bin(mask))) if digit == "1")
+    def lock_mask(self, i: int) -> int:
+        """Bitset of the third-party packages Cargo.lock says package i may pull in, itself included."""
+        return self._mask(i)
 
     def resolve(self, ref: str) -> LockPackage | None:
         i = self._resolve_index(ref)
@@ -295,12 +294,12 @@ def resolve_each(graph: LockGraph, requests: Iterable[resolve.Request], target: 
 
 
 def _closure_from(graph: LockGraph, members: Iterable[str], resolutions: Iterable[resolve.Resolution]) -> Closure:
-    compiled: set[int] = set()
+    compiled = 0
     unresolved: set[str] = set()
     for r in resolutions:
         compiled |= r.compiled
         unresolved.update(r.unresolved)
-    pkgs = [p for i in compiled if (p := graph.lock_packages[i]).source is not None]
+    pkgs = [p for p in graph.packages(compiled) if p.source is not None]
     return Closure(
         members=tuple(sorted(set(members))),
         crates=tuple(sorted({p.key for p in pkgs})),
@@ -334,15 +333,13 @@ def analyse(
         resolve_each(graph, [requests.get(c.name, resolve.Request(c.name))], lambda_targets.get(c.name, resolve.HOST))[0]
         for c in lambdas
     ]
-    seen: set[int] = set()
-    shared: set[int] = set()
+    seen = shared = 0
     for r in service_res:
-        third = {i for i in r.compiled if graph.lock_packages[i].source is not None}
-        shared |= seen & third  # in this service and in an earlier one
-        seen |= third
+        shared |= seen & r.compiled  # in this service and in an earlier one
+        seen |= r.compiled
     return ClosureReport(
         graph=graph,
         services=_closure_from(graph, (s.name for s in services), service_res),
         lambdas=_closure_from(graph, (c.name for c in lambdas), lambda_res),
-        shared_by_services=tuple(sorted({graph.lock_packages[i].key for i in shared})),
+        shared_by_services=tuple(sorted({p.key for p in graph.packages(shared) if p.source is not None})),
     )

@@ -390,7 +390,9 @@ class Resolution:
     """What one invocation compiles."""
 
     features: tuple[tuple[str, bool, tuple[str, ...]], ...]  # (lock key "name version", for_host, features), sorted
-    compiled: frozenset[int]  # lock indices
+    # the lock indices of the packages compiled, as a bitset (closure.LockGraph's): path packages
+    # included; below an unresolved package, everything the lock lets it pull in
+    compiled: int
     unresolved: tuple[str, ...]  # "name version" of packages counted from the lock (no manifest), sorted
 
 
@@ -556,9 +558,11 @@ class _Run:
 
     def result(self) -> Resolution:
         packages = self.r._packages  # noqa: SLF001
-        compiled = {i for i, _ in self.features}
+        compiled = 0
+        for i, _ in self.features:
+            compiled |= 1 << i
         for i in self.unresolved:
-            compiled |= set(self.r.graph.lock_reachable(i))
+            compiled |= self.r.graph.lock_mask(i)
         rows = sorted(
             (packages[i].key, host, tuple(sorted(f for f in feats if f in dict(m.features))))
             for (i, host), feats in self.features.items()
@@ -566,7 +570,7 @@ class _Run:
         )
         return Resolution(
             features=tuple(rows),
-            compiled=frozenset(compiled),
+            compiled=compiled,
             unresolved=tuple(sorted({packages[i].key for i in self.unresolved})),
         )
 
