@@ -77,6 +77,7 @@ def run_init(root: Path, *, check: bool = False, force: bool = False, refresh_ba
     hashes = git_deps.status(ws.lock, config.git_hashes)
     warnings = [
         *ws.warnings,
+        *context.left_out_bins,
         *(m for c in closures for m in c.native_unknown),
         *(git_deps.missing_warning(src) for src in hashes.missing),
         *(f'nixcrate.toml: [git-hashes] "{key}" names no git source of Cargo.lock: remove it' for key in hashes.stale),
