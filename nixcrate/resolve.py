@@ -444,23 +444,22 @@ class Resolver:
                 platform = self.host if (host or d.kind == "build") else self.target
                 if not platform.matches(d.target):
                     continue
-                j = self._pick(lock_deps.get(d.package, []), d)
-                if j is None:
-                    continue  # not in the lock: nothing on any platform turns it on
-                dm = self.manifest(j)
-                dep_host = host or d.kind == "build" or (dm is not None and dm.proc_macro)
-                out.append((d, j, dep_host))
+                for j in self._pick(lock_deps.get(d.package, []), d):  # none: nothing on any platform turns it on
+                    dm = self.manifest(j)
+                    dep_host = host or d.kind == "build" or (dm is not None and dm.proc_macro)
+                    out.append((d, j, dep_host))
         result = tuple(out)
         self._dep_cache[key] = result
         return result
 
-    def _pick(self, candidates: list[int], d: Dep) -> int | None:
-        if len(candidates) <= 1:
-            return candidates[0] if candidates else None
-        for j in candidates:
-            if req_matches(d.req, self._packages[j].version):
-                return j
-        return candidates[0]
+    def _pick(self, candidates: list[int], d: Dep) -> list[int]:
+        """The lock package an entry resolved to, among the versions of its name the package's
+        lock entry lists. An in-tree crate's entries carry no requirement here (nixcrate.workspace
+        keeps none): with two versions of one name, both count, on the safe side."""
+        if len(candidates) <= 1 or not d.req:
+            return candidates
+        matching = [j for j in candidates if req_matches(d.req, self._packages[j].version)]
+        return matching[:1] or candidates
 
     # ----------------------------------------------------------- resolving
 
@@ -474,11 +473,13 @@ class Resolver:
             if i is None:
                 continue
             m = self.manifest(i)
-            assert m is not None
+            if m is None:  # an in-tree crate always has one
+                continue
             fvs = [name for name, _ in m.features] if r.all_features else list(r.features)
             if r.default_features:
                 fvs.append("default")
-            run.dev_roots.add(i) if r.dev else None
+            if r.dev:
+                run.dev_roots.add(i)
             run.activate_pkg(i, False, fvs)
         return run.result()
 
