@@ -183,7 +183,7 @@ def _with_implicit(features: dict[str, tuple[str, ...]], deps: Iterable[Dep]) ->
 
 def manifest_of_crate(crate: Crate) -> Manifest:
     deps = tuple(
-        Dep(d.name, d.table_key, d.kind, d.optional, d.features, d.default_features, d.target, "") for d in crate.deps
+        Dep(d.name, d.table_key, d.kind, d.optional, d.features, d.default_features, d.target, d.version) for d in crate.deps
     )
     proc_macro = crate.lib is not None and "proc-macro" in crate.lib.crate_types
     return Manifest(crate.name, crate.version, _with_implicit(dict(crate.features), deps), deps, proc_macro, crate.links)
@@ -454,8 +454,8 @@ class Resolver:
 
     def _pick(self, candidates: list[int], d: Dep) -> list[int]:
         """The lock package an entry resolved to, among the versions of its name the package's
-        lock entry lists. An in-tree crate's entries carry no requirement here (nixcrate.workspace
-        keeps none): with two versions of one name, both count, on the safe side."""
+        lock entry lists. An entry without a requirement (a path or git dependency) and two
+        versions of its name: both count, on the safe side."""
         if len(candidates) <= 1 or not d.req:
             return candidates
         matching = [j for j in candidates if req_matches(d.req, self._packages[j].version)]

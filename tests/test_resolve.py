@@ -255,3 +255,35 @@ def test_generated_workspaces_match_cargo_tree(tmp_path: Path, seed: int) -> Non
         _, d = differences(root, home, requests, target)
         diffs += [f"{[r.crate for r in requests]} {r_feats(requests)} {target}: {x}" for x in d]
     assert diffs == [], "\n".join([*diffs, "", *(f"--- {k}\n{v}" for k, v in files.items())])
+
+
+TWO_VERSIONS = {
+    "Cargo.toml": '[workspace]\nmembers = ["m"]\nresolver = "2"\n',
+    "m/Cargo.toml": """[package]
+name = "m"
+version = "0.1.0"
+edition = "2021"
+[dependencies]
+old_log = { package = "env_logger", version = "0.7", default-features = false }
+env_logger = "0.9"
+[features]
+color = ["old_log/termcolor"]
+""",
+}
+
+
+@pytest.mark.skipif(
+    not (DEBIAN_REGISTRY / "env_logger-0.7.1").is_dir() or not (DEBIAN_REGISTRY / "env_logger-0.9.3").is_dir(),
+    reason="needs Debian's librust-env-logger-0.7-dev and librust-env-logger-dev",
+)
+def test_two_versions_of_one_crate_under_two_names_match_cargo_tree(tmp_path: Path) -> None:
+    """A renamed dependency on an older major: each entry's features go to its own version."""
+    home = cargo_home(tmp_path)
+    root = tmp_path / "ws"
+    write(root, TWO_VERSIONS)
+    lock(root, home)
+    diffs = []
+    for requests in ([Request("m")], [Request("m", ("color",))], [Request("m", (), default_features=False)]):
+        _, d = differences(root, home, requests, "x86_64-unknown-linux-gnu")
+        diffs += [f"{r_feats(requests)}: {x}" for x in d]
+    assert diffs == []
