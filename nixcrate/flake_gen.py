@@ -425,9 +425,14 @@ def build_requests(config: Config, names: Iterable[str], *, checks: bool = False
         words = m.cargo_extra_args
         if checks:
             c = config.checks_for(name)
-            words = (*words, *(c.clippy_args if c.clippy else ()), *(c.test_args if c.test else ()))
+            # each check's cargo side (what follows `--` is clippy's or the test binary's)
+            words = (*words, *_cargo_words(c.clippy_args if c.clippy else ()), *_cargo_words(c.test_args if c.test else ()))
         out[name] = resolve.Request.from_args(name, m.features, words, dev=checks)
     return out
+
+
+def _cargo_words(words: tuple[str, ...]) -> tuple[str, ...]:
+    return words[: words.index("--")] if "--" in words else words
 
 
 def lambda_targets(config: Config, handlers: Iterable[str]) -> dict[str, str]:

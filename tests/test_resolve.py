@@ -287,3 +287,16 @@ def test_two_versions_of_one_crate_under_two_names_match_cargo_tree(tmp_path: Pa
         _, d = differences(root, home, requests, "x86_64-unknown-linux-gnu")
         diffs += [f"{r_feats(requests)}: {x}" for x in d]
     assert diffs == []
+
+
+@pytest.mark.parametrize(
+    ("features", "words", "expected"),
+    [
+        (("x,y",), ("--all-targets", "--features", "z", "--no-default-features"), (("x", "y", "z"), False, False)),
+        ((), ("-F", "a/b c", "--", "--features", "q"), (("a/b", "c"), True, False)),  # after `--`: not cargo's
+        ((), ("--features=p", "--all-features"), (("p",), True, True)),
+    ],
+)
+def test_a_members_settings_make_its_request(features: tuple[str, ...], words: tuple[str, ...], expected: tuple[object, ...]) -> None:
+    r = Request.from_args("m", features, words)
+    assert (r.features, r.default_features, r.all_features) == expected
