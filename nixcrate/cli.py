@@ -183,6 +183,16 @@ def _print_init(result: InitResult, *, check: bool) -> None:
         )
     if result.report.lambdas.members:
         out.print(f"handlers' closure: {len(result.report.lambdas.crates)} third-party crates, compiled once in lambdaDeployCargoArtifacts", soft_wrap=True)
+    unresolved = sorted({*services.unresolved, *result.report.lambdas.unresolved})
+    if unresolved:
+        shown = ", ".join(unresolved[:4]) + (" …" if len(unresolved) > 4 else "")
+        out.print(
+            f"closure counts from Cargo.lock below {len(unresolved)} "
+            + ("crate whose manifest is" if len(unresolved) == 1 else "crates whose manifests are")
+            + f" not on disk ({shown}): with everything Cargo.lock lets it pull in on any platform and feature "
+            "('cargo fetch' unpacks the crates, and init then counts what the build compiles)",
+            soft_wrap=True,
+        )
     if result.base_moved is not None:
         moved, total = result.base_moved
         out.print(

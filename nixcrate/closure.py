@@ -1,8 +1,10 @@
-"""Deps-only closures: which third-party crates each member pulls in, from Cargo.lock.
+"""Deps-only closures: which third-party crates each member pulls in.
 
 The lock graph holds every resolved package; registry and git packages are the
 third-party crates a deps-only derivation compiles. In-tree crates are walked through
-(their dev-dependencies excluded: a deploy build does not compile them).
+(their dev-dependencies excluded: a deploy build does not compile them). Which of them a
+build compiles (its platform, its features) is nixcrate.resolve's answer, on this graph:
+`resolved_closure`. The lock graph alone (`closure_of`) is everything a member may pull in.
 
 Each lock reference is resolved once, and each package's transitive third-party set is
 an integer bitset computed once: a workspace of hundreds of members shares most of its
@@ -14,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from nixcrate import resolve
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from nixcrate.workspace import Crate, LockPackage, Workspace
 
@@ -27,6 +31,9 @@ class Closure:
     members: tuple[str, ...]
     crates: tuple[str, ...]  # "name version", sorted
     crate_names: frozenset[str]
+    # "name version" of the crates whose manifests were not on disk: counted with everything
+    # Cargo.lock says they may pull in, features unresolved (nixcrate.resolve)
+    unresolved: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +52,9 @@ class ClosureReport:
 
     @property
     def per_member(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        """(member, sorted "name version") for every member; computed on demand."""
+        """(member, sorted "name version" it compiles with its default features); on demand."""
         ws = self.graph.workspace
-        return tuple((c.name, self.graph.keys(self.graph.mask_of(c))) for c in ws.members)
+        return tuple((c.name, resolved_closure(self.graph, [resolve.Request(c.name)]).crates) for c in ws.members)
 
 
 class LockGraph:
@@ -65,6 +72,9 @@ class LockGraph:
         self._paths: dict[tuple[str, bool], tuple[Crate, ...]] = {}
         self._tree: tuple[list[Crate], list[tuple[list[int], list[int]]]] | None = None
         self._tree_index: dict[str, int] = {}
+        self._all_edges: dict[int, list[int]] = {}
+        self._resolvers: dict[str, resolve.Resolver] = {}
+        self._index: resolve.ManifestIndex | None = None
 
     # ---------------------------------------------------------------- lock references
 
@@ -80,6 +90,22 @@ class LockGraph:
             source = parts[2].strip("()")
             candidates = [i for i in candidates if self._packages[i].source == source]
         return candidates[0] if candidates else None
+
+    @property
+    def lock_packages(self) -> tuple[LockPackage, ...]:
+        return self._packages
+
+    def edge_indices(self, i: int) -> list[int]:
+        """Package i's lock dependencies, dev-dependencies of an in-tree package included."""
+        cached = self._all_edges.get(i)
+        if cached is None:
+            cached = [j for ref in self._packages[i].dependencies if (j := self._resolve_index(ref)) is not None]
+            self._all_edges[i] = cached
+        return cached
+
+    def lock_mask(self, i: int) -> int:
+        """Bitset of the third-party packages Cargo.lock says package i may pull in, itself included."""
+        return self._mask(i)
 
     def resolve(self, ref: str) -> LockPackage | None:
         i = self._resolve_index(ref)
@@ -238,7 +264,7 @@ def graph_for(ws: Workspace) -> LockGraph:
 
 
 def closure_of(graph: LockGraph, crates: Iterable[Crate]) -> Closure:
-    """The third-party crates these in-tree crates compile."""
+    """Every third-party crate Cargo.lock says these in-tree crates may pull in."""
     crates = tuple(crates)
     mask = 0
     for c in crates:
@@ -251,17 +277,69 @@ def closure_of(graph: LockGraph, crates: Iterable[Crate]) -> Closure:
     )
 
 
-def analyse(ws: Workspace, services: Iterable[Crate], lambdas: Iterable[Crate]) -> ClosureReport:
+def resolver_for(graph: LockGraph, target: str = resolve.HOST) -> resolve.Resolver:
+    """One resolver per target, sharing the third-party manifests read from disk."""
+    found = graph._resolvers.get(target)  # noqa: SLF001 - the graph's own cache
+    if found is None:
+        if graph._index is None:  # noqa: SLF001
+            graph._index = resolve.ManifestIndex(resolve.sources_roots(graph.workspace))  # noqa: SLF001
+        found = graph._resolvers[target] = resolve.Resolver(graph, graph._index, target)  # noqa: SLF001
+    return found
+
+
+def resolve_each(graph: LockGraph, requests: Iterable[resolve.Request], target: str = resolve.HOST) -> tuple[resolve.Resolution, ...]:
+    """Each request as its own cargo invocation, as the closures run them (one per member)."""
+    resolver = resolver_for(graph, target)
+    return tuple(resolver.resolve([r]) for r in requests)
+
+
+def _closure_from(graph: LockGraph, members: Iterable[str], resolutions: Iterable[resolve.Resolution]) -> Closure:
+    compiled = 0
+    unresolved: set[str] = set()
+    for r in resolutions:
+        compiled |= r.compiled
+        unresolved.update(r.unresolved)
+    pkgs = [p for p in graph.packages(compiled) if p.source is not None]
+    return Closure(
+        members=tuple(sorted(set(members))),
+        crates=tuple(sorted({p.key for p in pkgs})),
+        crate_names=frozenset(p.name for p in pkgs),
+        unresolved=tuple(sorted(unresolved)),
+    )
+
+
+def resolved_closure(graph: LockGraph, requests: Iterable[resolve.Request], target: str = resolve.HOST) -> Closure:
+    """The third-party crates these members' builds compile, one invocation each."""
+    requests = tuple(requests)
+    return _closure_from(graph, (r.crate for r in requests), resolve_each(graph, requests, target))
+
+
+def analyse(
+    ws: Workspace,
+    services: Iterable[Crate],
+    lambdas: Iterable[Crate],
+    requests: Mapping[str, resolve.Request] | None = None,
+    lambda_targets: Mapping[str, str] | None = None,
+) -> ClosureReport:
+    """requests: how each member's build asks for it (its features; default: its defaults);
+    lambda_targets: each handler's triple (default: the host's)."""
     graph = graph_for(ws)
+    requests = requests or {}
+    lambda_targets = lambda_targets or {}
     services = tuple(services)
+    lambdas = tuple(lambdas)
+    service_res = [resolve_each(graph, [requests.get(s.name, resolve.Request(s.name))])[0] for s in services]
+    lambda_res = [
+        resolve_each(graph, [requests.get(c.name, resolve.Request(c.name))], lambda_targets.get(c.name, resolve.HOST))[0]
+        for c in lambdas
+    ]
     seen = shared = 0
-    for s in services:
-        mask = graph.mask_of(s)
-        shared |= seen & mask  # in this service and in an earlier one
-        seen |= mask
+    for r in service_res:
+        shared |= seen & r.compiled  # in this service and in an earlier one
+        seen |= r.compiled
     return ClosureReport(
         graph=graph,
-        services=closure_of(graph, services),
-        lambdas=closure_of(graph, lambdas),
-        shared_by_services=graph.keys(shared),
+        services=_closure_from(graph, (s.name for s in services), service_res),
+        lambdas=_closure_from(graph, (c.name for c in lambdas), lambda_res),
+        shared_by_services=tuple(sorted({p.key for p in graph.packages(shared) if p.source is not None})),
     )

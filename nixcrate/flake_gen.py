@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nixcrate import closure as closure_mod
-from nixcrate import git_deps, host, native, sources
+from nixcrate import git_deps, host, native, resolve, sources
 from nixcrate.errors import WorkspaceError
 from nixcrate.workspace import MemberKind
 
@@ -178,6 +178,8 @@ class FlakeContext:
     systems: tuple[str, ...]
     toolchain_file: str | None  # the pinned toolchain file, relative to the workspace root
     sources: Mapping[str, sources.CrateSource] = field(default_factory=dict)  # every crate's, by name
+    # warnings: bins left out as cargo leaves them out (required-features the build does not enable)
+    left_out_bins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +279,66 @@ def _nested(crate: Crate, paths: list[str]) -> list[str]:
     return [p for p in paths if p.startswith(root + "/")]
 
 
-def _member_entry(crate: Crate, kind: MemberKind, config: Config, classified: Classified) -> dict[str, object]:
+@dataclass(frozen=True, slots=True)
+class LeftOutBin:
+    """A bin whose `required-features` its member's build does not enable: cargo skips it."""
+
+    manifest: str
+    member: str
+    bin: str
+    missing: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        listed = ", ".join(f'"{f}"' for f in self.missing)
+        return (
+            f"{self.manifest}: bin '{self.bin}' needs required-features {listed}, which {self.member}'s build does not "
+            f"enable: cargo leaves it out, and so does its package; add them to features under [members.{self.member}] "
+            "in nixcrate.toml to build it"
+        )
+
+
+def left_out_bins(ws: Workspace, config: Config, names: Iterable[str], targets: Mapping[str, str] | None = None) -> dict[str, tuple[LeftOutBin, ...]]:
+    """Per member, the bins `cargo build -p <member>` with its settings skips (nixcrate.resolve
+    says which features are on; `dep/feature` entries need that feature of that dependency)."""
+    graph = closure_mod.graph_for(ws)
+    targets = targets or {}
+    out: dict[str, tuple[LeftOutBin, ...]] = {}
+    for name in names:
+        crate = ws.crate(name)
+        needing = [b for b in crate.bins if b.required_features]
+        if not needing:
+            continue
+        request = build_requests(config, [name])[name]
+        res = closure_mod.resolver_for(graph, targets.get(name, resolve.HOST)).resolve([request])
+        key = f"{crate.name} {crate.version}"
+        own = next((set(f) for k, host, f in res.features if k == key and not host), set())
+        dep_features = {(k.split(" ", 1)[0], f) for k, _host, fs in res.features for f in fs}
+        packages = {d.table_key: d.name for d in crate.deps if d.kind != "dev"}
+        left = []
+        for b in needing:
+            missing = tuple(
+                f
+                for f in b.required_features
+                if not (
+                    (packages.get(f.split("/", 1)[0].rstrip("?"), ""), f.split("/", 1)[1]) in dep_features
+                    if "/" in f
+                    else f in own
+                )
+            )
+            if missing:
+                left.append(LeftOutBin(crate.manifest.as_posix(), name, b.name, missing))
+        if left:
+            out[name] = tuple(left)
+    return out
+
+
+def built_bins(crate: Crate, left: Mapping[str, tuple[LeftOutBin, ...]]) -> tuple[str, ...]:
+    skipped = {x.bin for x in left.get(crate.name, ())}
+    return tuple(b.name for b in crate.bins if b.name not in skipped)
+
+
+def _member_entry(crate: Crate, kind: MemberKind, config: Config, classified: Classified, left: Mapping[str, tuple[LeftOutBin, ...]]) -> dict[str, object]:
     """What nixcrate.toml and the classification say of a member, for its crate entry."""
     member = config.member(crate.name)
     entry: dict[str, object] = {"kind": kind.value}
@@ -286,7 +347,7 @@ def _member_entry(crate: Crate, kind: MemberKind, config: Config, classified: Cl
     if crate.name in classified.unpackaged:
         entry["leftOut"] = True  # the build machine cannot build it: no package, no checks
     if kind is not MemberKind.LIBRARY:
-        entry["bins"] = [b.name for b in crate.bins]
+        entry["bins"] = list(built_bins(crate, left))
     if member.features:
         entry["features"] = list(member.features)
     if member.cargo_extra_args:
@@ -319,7 +380,13 @@ _CLIPPY_ONLY = frozenset({"--no-deps", "--fix", "--allow-dirty", "--allow-staged
 _TEST_RUN_ONLY = frozenset({"--doc"})
 
 
-def _crates_data(ws: Workspace, config: Config, classified: Classified, crate_sources: Mapping[str, sources.CrateSource]) -> dict[str, object]:
+def _crates_data(
+    ws: Workspace,
+    config: Config,
+    classified: Classified,
+    crate_sources: Mapping[str, sources.CrateSource],
+    left: Mapping[str, tuple[LeftOutBin, ...]],
+) -> dict[str, object]:
     graph = closure_mod.graph_for(ws)
     default_checks = config.checks
     paths = sorted(c.path.as_posix() for c in ws.crates)
@@ -330,7 +397,7 @@ def _crates_data(ws: Workspace, config: Config, classified: Classified, crate_so
         entry: dict[str, object] = {"path": crate.path.as_posix()}
         kind = kinds.get(crate.name)
         if kind is not None:
-            entry |= _member_entry(crate, kind, config, classified)
+            entry |= _member_entry(crate, kind, config, classified, left)
         if normal:
             entry["deps"] = list(normal)
         if dev:
@@ -347,6 +414,44 @@ def _crates_data(ws: Workspace, config: Config, classified: Classified, crate_so
             entry["stubs"] = list(stubs)
         data[crate.name] = entry
     return data
+
+
+def build_requests(config: Config, names: Iterable[str], *, checks: bool = False) -> dict[str, resolve.Request]:
+    """How each member's cargo command asks for it (`--features`, cargo-extra-args), for
+    nixcrate.resolve; checks: as its checks do (their arguments, its dev-dependencies)."""
+    out = {}
+    for name in names:
+        m = config.member(name)
+        words = m.cargo_extra_args
+        if checks:
+            c = config.checks_for(name)
+            # each check's cargo side (what follows `--` is clippy's or the test binary's)
+            words = (*words, *_cargo_words(c.clippy_args if c.clippy else ()), *_cargo_words(c.test_args if c.test else ()))
+        out[name] = resolve.Request.from_args(name, m.features, words, dev=checks)
+    return out
+
+
+def _cargo_words(words: tuple[str, ...]) -> tuple[str, ...]:
+    return words[: words.index("--")] if "--" in words else words
+
+
+def lambda_targets(config: Config, handlers: Iterable[str]) -> dict[str, str]:
+    """Each handler's target triple (cargo-zigbuild's, without the glibc suffix)."""
+    from nixcrate import lambda_pkg  # noqa: PLC0415
+
+    return {n: lambda_pkg.get_arch(config.member(n).arch).triple for n in handlers}
+
+
+def analyse(ws: Workspace, config: Config, services: Iterable[str], handlers: Iterable[str]) -> closure_mod.ClosureReport:
+    """The services' and the handlers' closures as their builds compile them."""
+    services, handlers = tuple(services), tuple(handlers)
+    return closure_mod.analyse(
+        ws,
+        [ws.crate(n) for n in services],
+        [ws.crate(n) for n in handlers],
+        build_requests(config, (*services, *handlers)),
+        lambda_targets(config, handlers),
+    )
 
 
 def _renamed_in_tree(ws: Workspace) -> list[str]:
@@ -427,7 +532,9 @@ def closure_context(
     )
 
 
-def _check_output_names(ws: Workspace, services: tuple[str, ...], handlers: tuple[str, ...]) -> tuple[Output, ...]:
+def _check_output_names(
+    ws: Workspace, services: tuple[str, ...], handlers: tuple[str, ...], left: Mapping[str, tuple[LeftOutBin, ...]]
+) -> tuple[Output, ...]:
     """The handlers' outputs, one per bin. A service named like another output would be
     silently shadowed (`servicePackages // lambdaPackages`): an error instead."""
     taken = {SERVICE_CLOSURE: "the services' deps closure", LAMBDA_CLOSURE: "the handlers' deps closure"}
@@ -435,15 +542,15 @@ def _check_output_names(ws: Workspace, services: tuple[str, ...], handlers: tupl
     outputs = []
     for name in handlers:
         crate = ws.crate(name)
-        for target in crate.bins:
-            out_name = LAMBDA_PREFIX + target.name
+        for bin_name in built_bins(crate, left):
+            out_name = LAMBDA_PREFIX + bin_name
             if out_name in owner:
                 raise WorkspaceError(
-                    f"{crate.manifest}: handler binary '{target.name}' is also a binary of {owner[out_name]}: "
+                    f"{crate.manifest}: handler binary '{bin_name}' is also a binary of {owner[out_name]}: "
                     f"both would be {out_name}, rename one [[bin]]"
                 )
             owner[out_name] = name
-            taken[out_name] = f"handler {name}'s bin {target.name}"
+            taken[out_name] = f"handler {name}'s bin {bin_name}"
             outputs.append(Output(out_name, name))
     for name in services:
         if name in taken:
@@ -468,11 +575,12 @@ def build_context(
             "Cargo.toml: no member builds a service or a Lambda handler (none has a bin target): "
             "add one, or set members.<name>.kind in nixcrate.toml"
         )
-    lambda_outputs = _check_output_names(ws, services, handlers)
-    if report is None:
-        report = closure_mod.analyse(ws, [ws.crate(n) for n in services], [ws.crate(n) for n in handlers])
+    left = left_out_bins(ws, config, (*classified.of(MemberKind.SERVICE), *handlers), lambda_targets(config, handlers))
+    lambda_outputs = _check_output_names(ws, services, handlers, left)
     for name in handlers:
         lambda_pkg.zig_target(config.member(name).arch, config.lambda_glibc)  # a bad arch or pin: one-line error
+    if report is None:
+        report = analyse(ws, config, services, handlers)
 
     service_closure = None
     if services:
@@ -499,7 +607,7 @@ def build_context(
     crate_sources = sources.compute(ws, config, GENERATED)
     clippy_configs, rustfmt_configs = sources.lint_configs(ws)
     data: dict[str, object] = {
-        "crates": _crates_data(ws, config, classified, crate_sources),
+        "crates": _crates_data(ws, config, classified, crate_sources, left),
         "closures": closures,
         "cargoConfigs": [p.as_posix() for p in ws.cargo_configs],
         "patchPaths": [p.as_posix() for p in ws.patch_paths],
@@ -525,6 +633,7 @@ def build_context(
         systems=config.systems,
         toolchain_file=toolchain["file"] if toolchain else None,  # type: ignore[index]
         sources=crate_sources,
+        left_out_bins=tuple(x.message for name in sorted(left) for x in left[name]),
     )
 
 
@@ -549,7 +658,7 @@ def _checks_closure(ws: Workspace, config: Config, classified: Classified, servi
     closure = true`, standalone in the dev profile."""
     members = tuple(n for n in classified.of_any() if n not in classified.unpackaged)
     graph = closure_mod.graph_for(ws)
-    everything = closure_mod.closure_of(graph, [ws.crate(n) for n in members])
+    everything = closure_mod.resolved_closure(graph, build_requests(config, members, checks=True).values())
     extra = {"CARGO_PROFILE": "dev"} if config.checks_closure else None
     base = closure_context("checkCargoArtifacts", members, everything, ws, config, lambda_closure=False, extra_env=extra)
     if service_closure is None or config.checks_closure:

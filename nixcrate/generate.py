@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nixcrate import closure as closure_mod
 from nixcrate import config as config_mod
 from nixcrate import base as base_mod
 from nixcrate import files, flake_gen, flake_shape, git_deps, workspace
@@ -55,11 +54,7 @@ class InitResult:
 def generated_files(ws: workspace.Workspace, config: config_mod.Config) -> tuple[dict[str, str], Classified, FlakeContext, ClosureReport]:
     """Every file under nix/nixcrate, with its header: relative path -> text."""
     classified = flake_gen.classify(ws, config)
-    report = closure_mod.analyse(
-        ws,
-        [ws.crate(n) for n in classified.packaged()],
-        [ws.crate(n) for n in classified.of(MemberKind.LAMBDA)],
-    )
+    report = flake_gen.analyse(ws, config, classified.packaged(), classified.of(MemberKind.LAMBDA))
     context = flake_gen.build_context(ws, config, classified, report)
     texts = {f"{flake_gen.GENERATED_DIR}/{flake_gen.DATA_FILE}": files.with_header(flake_gen.render_data(context))}
     for name, text in flake_gen.library_files().items():
@@ -82,6 +77,7 @@ def run_init(root: Path, *, check: bool = False, force: bool = False, refresh_ba
     hashes = git_deps.status(ws.lock, config.git_hashes)
     warnings = [
         *ws.warnings,
+        *context.left_out_bins,
         *(m for c in closures for m in c.native_unknown),
         *(git_deps.missing_warning(src) for src in hashes.missing),
         *(f'nixcrate.toml: [git-hashes] "{key}" names no git source of Cargo.lock: remove it' for key in hashes.stale),

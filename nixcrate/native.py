@@ -3,7 +3,7 @@
 The knowledge is data, `nixcrate/data/native.toml` (crate name -> nativeBuildInputs,
 buildInputs, env), read once. `[native."crate"]` tables in nixcrate.toml extend an
 entry, or replace it with `replace = true`. A requirement goes only into the closures
-whose dependency graph contains its crate.
+that compile its crate (nixcrate.resolve: features and platform resolved as cargo does).
 
 Crates the table does not know are reported when they look native. The signal offline
 is weak: Cargo.lock (v3, v4) records no `links` key, so the `-sys` name convention is

@@ -62,6 +62,7 @@ class Dependency:
     key: str = ""  # the key in the manifest's table (a renamed dependency's own name); "" when it is `name`
     target: str | None = None  # the `target.<cfg>` table it sits in, None for the plain tables
     registry: str | None = None  # `registry = "<name>"`: an alternate registry's name, None for crates.io (or git/path)
+    version: str = ""  # its version requirement ("" for none), which of two locked versions it names
 
     @property
     def table_key(self) -> str:
@@ -392,7 +393,7 @@ def _parse_dep(  # noqa: PLR0917 - one call site, positional as _dep_entries yie
         spec = merged
         base_dir = "."  # workspace.dependencies paths are relative to the root
     if isinstance(spec, str):
-        return Dependency(key, _DEP_KIND[table], None, None, optional=False, target=target)
+        return Dependency(key, _DEP_KIND[table], None, None, optional=False, target=target, version=spec)
     if not isinstance(spec, dict):
         raise ManifestError(f"{display}: dependency '{key}' must be a version string or a table: fix its entry")
     name = spec.get("package", key)
@@ -409,6 +410,7 @@ def _parse_dep(  # noqa: PLR0917 - one call site, positional as _dep_entries yie
         key="" if key == name else key,
         target=target,
         registry=spec["registry"] if isinstance(spec.get("registry"), str) and spec["registry"] != "crates-io" else None,
+        version=spec["version"] if isinstance(spec.get("version"), str) else "",
     )
 
 

@@ -200,6 +200,13 @@ CASES: dict[str, Case] = {
         {**member("other"), "crates/other/Cargo.toml": '[package]\nname = "common"\nversion = "0.1.0"\n'}
     ),
     "invalid-nix-name": Case({**member("café"), "Cargo.lock": with_lock("café")}),
+    "bin-required-features-off": Case(
+        {
+            "services/api/Cargo.toml": BASE["services/api/Cargo.toml"]
+            + '\n[features]\nadmin = []\n\n[[bin]]\nname = "api"\npath = "src/main.rs"\n\n'
+            + '[[bin]]\nname = "admin"\npath = "src/main.rs"\nrequired-features = ["admin"]\n'
+        }
+    ),
     "invalid-bin-name": Case(
         {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + '\n[[bin]]\nname = "api server"\npath = "src/main.rs"\n'}
     ),
