@@ -503,6 +503,7 @@ def build_context(
         "closures": closures,
         "cargoConfigs": [p.as_posix() for p in ws.cargo_configs],
         "patchPaths": [p.as_posix() for p in ws.patch_paths],
+        "patchManifests": [p.as_posix() for p in ws.patch_manifests],
         "renamedDependencies": _renamed_in_tree(ws),
         "nextestConfig": ws.nextest_config.as_posix() if ws.nextest_config else None,
         "checks": {

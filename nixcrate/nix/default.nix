@@ -107,6 +107,10 @@ let
 
   # ------------------------------------------------------------------------ sources
 
+  # The Cargo.toml of another repository's workspace root that crates patched in inherit from
+  # (`shim = { workspace = true }`): cargo reads it with them, so it goes wherever they go.
+  inherit (ws) patchManifests;
+
   # A path under the workspace root, and one under a crate's directory.
   at = rel: if rel == "." then src else src + "/${rel}";
   inCrate = crate: rel: at (if crate.path == "." then rel else "${crate.path}/${rel}");
@@ -180,7 +184,7 @@ let
             checks = lib.elem name checked;
           }
         ) crates
-        ++ map at (extra ++ ws.patchPaths)
+        ++ map at (extra ++ ws.patchPaths ++ patchManifests)
       );
     };
 
@@ -295,6 +299,7 @@ let
       lock,
       names,
       patchPaths,
+      patchManifests ? [ ],
       extraDummyScript ? "",
     }:
     craneLib.mkDummySrc {
@@ -302,11 +307,11 @@ let
       cargoLock = craneLib.writeTOML "Cargo.lock" (normaliseLock names lock);
       cleanCargoTomlFilter = versionFilter names;
       extraDummyScript =
-        lib.optionalString (patchPaths != [ ]) ''
+        lib.optionalString (patchPaths ++ patchManifests != [ ]) ''
           cp -r --no-preserve=mode ${
             lib.fileset.toSource {
               root = src;
-              fileset = lib.fileset.unions (map at patchPaths);
+              fileset = lib.fileset.unions (map at (patchPaths ++ patchManifests));
             }
           }/. $out/
         ''
@@ -321,6 +326,7 @@ let
     lock = lockFile;
     names = localNames;
     inherit (ws) patchPaths;
+    inherit patchManifests;
   };
 
   # ------------------------------------------------------------------------ vendoring
@@ -395,7 +401,7 @@ let
         throw "nixcrate: nix/nixcrate/base/base.nix: written by another nixcrate version: ${fix}"
       else if edited != [ ] then
         throw "nixcrate: nix/nixcrate/base/${lib.head edited}: edited by hand since nixcrate took the snapshot: ${fix}"
-      else if !lib.all (p: builtins.pathExists (at p)) b.patchPaths then
+      else if !lib.all (p: builtins.pathExists (at p)) (b.patchPaths ++ b.patchManifests or [ ]) then
         null
       else
         b;
@@ -426,6 +432,7 @@ let
       lock = baseLock;
       names = baseNames;
       inherit (base) patchPaths;
+      patchManifests = base.patchManifests or [ ];
       # The snapshot holds manifests only: give cargo the target files it finds by convention.
       extraDummyScript = ''
         for stub in ${lib.escapeShellArgs base.stubs}; do
@@ -491,6 +498,7 @@ let
     { roots, crates }:
     base != null
     && ws.patchPaths == base.patchPaths
+    && patchManifests == base.patchManifests or [ ]
     && sameConfigs
     && sameCleanManifest "Cargo.toml" "Cargo.toml"
     && lib.all (
