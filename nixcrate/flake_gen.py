@@ -463,10 +463,10 @@ def build_context(
     classified = classified or classify(ws, config)
     services = classified.packaged()
     handlers = classified.of(MemberKind.LAMBDA)
-    if not classified.of(MemberKind.SERVICE) and not handlers:
+    if not services and not handlers:
         raise WorkspaceError(
-            "Cargo.toml: no member builds a service or a Lambda handler (none has a bin target): "
-            "add one, or set members.<name>.kind in nixcrate.toml"
+            "Cargo.toml: nothing to build: no member is a service, a Lambda handler or a library no other crate depends on "
+            "(after exclude and package = false): add a bin target or a library nothing depends on, or un-exclude a member in nixcrate.toml"
         )
     lambda_outputs = _check_output_names(ws, services, handlers)
     if report is None:

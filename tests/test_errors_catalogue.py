@@ -212,7 +212,7 @@ CASES: dict[str, Case] = {
     "config-names-no-member": Case({"nixcrate.toml": '[members.apii]\nkind = "service"\n'}),
     "config-exclude-names-no-member": Case({"nixcrate.toml": 'exclude = ["apii"]\n'}),
     "kind-override-without-bin": Case({"nixcrate.toml": '[members.common]\nkind = "service"\n'}),
-    "no-service-no-handler": Case({"nixcrate.toml": 'exclude = ["api"]\n'}),
+    "nothing-to-build": Case({"nixcrate.toml": 'exclude = ["api"]\n'}),
     "handler-bin-clash": Case(
         {
             **member("h1", bin_=True, extra='[dependencies]\nlambda_runtime = "0.8"\n'),

@@ -752,7 +752,7 @@ let
   # ------------------------------------------------------------------------ services
 
   mkService =
-    name: service:
+    name: _:
     craneLib.buildPackage (
       serviceArgs
       // {
@@ -768,12 +768,10 @@ let
         inherit name;
         crates = compiledBy { member = name; };
       }
+      # A library no crate depends on has no binary: its package proves it compiles, and crane's
+      # install from the build log puts its cdylib, dylib and staticlib files under lib/ (an
+      # rlib or a proc-macro alone: an empty $out).
       // packageSource { crates = compiledBy { member = name; }; }
-      # A library no crate depends on has no binary: its package proves it compiles.
-      // lib.optionalAttrs (service.bins or [ ] == [ ]) {
-        doNotPostBuildInstallCargoBinaries = true;
-        installPhaseCommand = "mkdir -p $out";
-      }
     );
 
   # ------------------------------------------------------------------------ Lambda handlers
