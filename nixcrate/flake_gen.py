@@ -221,8 +221,10 @@ def classify(ws: Workspace, config: Config) -> Classified:
                 "add src/main.rs or a [[bin]], or remove the override"
             )
         kinds.append((crate.name, kind))
-        # `kind = "library"` set by hand on a crate with bins asks for no output: respected.
-        if kind is MemberKind.LIBRARY and override is None and crate.name not in depended_on:
+        # `kind = "library"` set by hand on a crate with bins asks for no output: respected. A
+        # crate of examples alone (no lib, no bin) has nothing a package would build: its
+        # checks compile the examples.
+        if kind is MemberKind.LIBRARY and override is None and crate.name not in depended_on and crate.lib is not None:
             standalone.append(crate.name)
     packaged = host.packaged(ws, config, standalone)
     return Classified(

@@ -9,9 +9,11 @@ Every kind of library a workspace publishes, none with a bin target:
 - crates/stat: a staticlib (`libstat.a`);
 - crates/dy: a dylib;
 - crates/nobins: `autobins = false` beside a src/main.rs: no bin target, so a library;
-- crates/withex: a library with an example (examples are not bins).
+- crates/withex: a library with an example (examples are not bins);
+- crates/demos: examples alone, on itoa: no lib, no bin (cargo accepts it), so no package
+  (it would build nothing), only checks, which compile the examples.
 
-Packages: every one of them but names; ffi's, stat's and dy's hold their library files under lib/.
+Packages: every one of them but names and demos; ffi's, stat's and dy's hold their library files under lib/.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ FILES = {
     "crates/withex/Cargo.toml": _manifest("withex"),
     "crates/withex/src/lib.rs": "pub fn seven() -> u32 {\n    7\n}\n\n#[test]\nfn seven_is_seven() {\n    assert_eq!(seven(), 7);\n}\n",
     "crates/withex/examples/demo.rs": 'fn main() {\n    println!("{}", withex::seven());\n}\n',
+    "crates/demos/Cargo.toml": _manifest("demos", '\n[dependencies]\nitoa = "1"\n'),
+    "crates/demos/examples/digits.rs": 'fn main() {\n    println!("{}", itoa::Buffer::new().format(12));\n}\n',
 }
 
 PACKAGES = ("base", "dy", "ffi", "nobins", "stat", "tag", "withex")

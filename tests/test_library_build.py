@@ -1,8 +1,8 @@
 """A library-only workspace builds for real (../shared/crane-build): every package and check.
 
 tests/library_workspace.py: a plain library on a proc-macro and a registry crate, a proc-macro
-nothing uses, a cdylib, a staticlib, a dylib, an `autobins = false` crate and a library with an
-example; none has a bin target. What a user would check: `nixcrate init` accepts it, each
+nothing uses, a cdylib, a staticlib, a dylib, an `autobins = false` crate, a library with an
+example and a crate of examples alone; none has a bin target. What a user would check: `nixcrate init` accepts it, each
 library nothing depends on is a package (the cdylib's holds a libffi.so that loads and answers,
 the staticlib's a libstat.a), every package and check builds on the one closure and compiles
 no third-party crate after it, and editing one library changes one package.
@@ -27,7 +27,7 @@ from library_workspace import PACKAGES, write_library_workspace
 from nixcrate.cli import cli
 
 C = "checks.x86_64-linux"
-MEMBERS = ("base", "dy", "ffi", "names", "nobins", "stat", "tag", "withex")
+MEMBERS = ("base", "demos", "dy", "ffi", "names", "nobins", "stat", "tag", "withex")
 
 
 def _missing() -> str | None:
@@ -62,7 +62,7 @@ def test_init_gives_each_library_nothing_depends_on_a_package_and_every_member_c
     _, output, _, drvs = built
     assert "nix build .#base" in output  # init's next steps name one of them
     checks = {f"{C}.{kind}-{m}" for m in MEMBERS for kind in ("clippy", "test")} | {f"{C}.fmt"}
-    # names has no package: base uses it; seven packages, so no `default`
+    # names has no package (base uses it), nor demos (examples alone); seven packages, so no `default`
     assert set(drvs) == {"deployCargoArtifacts", *PACKAGES} | checks
 
 
@@ -91,11 +91,13 @@ def test_the_cdylib_staticlib_and_dylib_packages_hold_their_library_files(
 
 
 def test_a_leaf_edit_changes_one_package(built: tuple[Path, str, dict[str, Result], dict[str, str]]) -> None:
-    """crane-eval's amplification appends to each member's lib target in turn: one package
-    changes (names' edit: base, its user), and the closure keeps its .drv."""
+    """crane-eval's amplification appends to each member's lib target (else its first target)
+    in turn: one package changes (names' edit: base, its user; demos' example: none, its checks
+    only), and the closure keeps its .drv."""
     ws = built[0]
     proc = subprocess.run([str(CRANE_EVAL / "amplification"), str(ws)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split()[0]: line.split()[-1] for line in proc.stdout.splitlines() if line.split() and line.split()[0] in MEMBERS}
+    assert rows == {m: m for m in PACKAGES} | {"names": "base", "demos": "-"}, proc.stdout
     last = proc.stdout.strip().splitlines()[-1]
-    assert "leaf-edit rebuild amplification: mean 1.0 " in last, proc.stdout
     assert last.endswith("deps closure stable under .rs edits: yes"), proc.stdout
