@@ -631,6 +631,7 @@ def load(root: Path) -> Workspace:
         pending.extend(d for d in crate.deps if d.path is not None)
 
     _refuse_symlinked(root, crates)
+    _refuse_targets_outside(crates.values())
     ordered_crates = host.with_reasons(tuple(crates[rel] for rel in sorted(crates)))
     by_name: dict[str, Crate] = {}
     for c in ordered_crates:
@@ -682,6 +683,23 @@ def _refuse_symlinked(root: Path, crates: Iterable[str]) -> None:
                 )
 
 
+def _refuse_targets_outside(crates: Iterable[Crate]) -> None:
+    """A target (or build script) whose file is outside the workspace root (`path =
+    "../../elsewhere/main.rs"`, or absolute): cargo reads it, the flake's source cannot hold it."""
+    for crate in crates:
+        targets = [*([crate.lib] if crate.lib else []), *crate.bins, *crate.examples, *crate.tests, *crate.benches]
+        paths = [(t.name, str(t.path)) for t in targets]
+        if crate.build_script is not None:
+            paths.append(("build script", str(crate.build_script)))
+        for name, path in paths:
+            full = _join(crate.path.as_posix(), path)
+            if _outside(full) or full.startswith("/"):
+                raise WorkspaceError(
+                    f"{crate.manifest}: target '{name}' ({path}) is outside the workspace root: a flake only sees files "
+                    "under its own directory, move the file into the workspace and point `path` at it"
+                )
+
+
 def _patch_paths(top: dict[str, Any], root: Path, crates: set[str]) -> tuple[tuple[PurePosixPath, ...], tuple[PurePosixPath, ...]]:
     """Relative dirs of [patch.*] and [replace] path entries inside the workspace that are not
     crates already read (members and their path dependencies), and the path dependencies of
@@ -702,7 +720,13 @@ def _patch_paths(top: dict[str, Any], root: Path, crates: set[str]) -> tuple[tup
     roots: set[str] = set()
     while pending:
         rel = pending.pop()
-        if _outside(rel) or rel in crates or rel in found or not (root / rel / "Cargo.toml").is_file():
+        if _outside(rel):
+            raise WorkspaceError(
+                f"Cargo.toml: the crate at {rel}, patched in by [patch] or [replace] (or a path dependency of one), is outside "
+                "the workspace root: cargo reads it for every package and a flake only sees files under its own directory, "
+                "move it into the workspace"
+            )
+        if rel in crates or rel in found or not (root / rel / "Cargo.toml").is_file():
             continue
         found.add(rel)
         manifest = _read_lenient(root / rel / "Cargo.toml")

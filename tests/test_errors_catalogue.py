@@ -152,6 +152,10 @@ CASES: dict[str, Case] = {
     "workspace-dependency-missing": Case(
         {"services/api/Cargo.toml": '[package]\nname = "api"\nversion = "0.1.0"\n[dependencies]\nserde = { workspace = true }\n'}
     ),
+    "target-outside-root": Case(
+        {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + '\n[[bin]]\nname = "api"\npath = "../../../elsewhere/main.rs"\n'}
+    ),
+    "patch-outside-root": Case({"Cargo.toml": BASE["Cargo.toml"] + '\n[patch.crates-io]\nitoa = { path = "../forks/itoa" }\n'}),
     "dependency-wrong-type": Case({"services/api/Cargo.toml": '[package]\nname = "api"\nversion = "0.1.0"\n[dependencies]\nserde = 1\n'}),
     "no-lockfile": Case({"Cargo.lock": None}),
     "lockfile-invalid": Case({"Cargo.lock": "version = 3\n[[package]\n"}),
