@@ -23,8 +23,10 @@ tests at run time (fixtures), and its build script, which may read anything. So,
   sources, not into its packages'.
 
 Every crate, whole or not, also keeps the files outside its directory it reads: the targets
-declared there (`[[bin]] path = "../tools/x.rs"`: that file's directory) and the paths its
-literals name there, and its `extra-src`. A literal that names nothing is left alone: the
+declared there (`[[bin]] path = "../tools/x.rs"`: that file's directory, or the file alone
+beside other crates or the workspace root, with the modules it declares, `mod x;` and
+`#[path]`, transitively, and what their literals name), the paths its literals name there,
+and its `extra-src`. A literal that names nothing is left alone: the
 rule keeps more than a build reads, never less, short of a reader that names no path at all
 (a proc-macro reading a directory of its own choosing): `extra-src` or `source = "whole"`.
 """
