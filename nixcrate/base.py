@@ -95,6 +95,8 @@ def take(root: Path, ws: Workspace, config: Config, classified: Classified, cont
         "crates": {name: entry["path"] for name, entry in crates_data.items()},
         "renamedDependencies": context.data["renamedDependencies"],
         "patchPaths": context.data["patchPaths"],
+        # only when there are some: a snapshot taken before nixcrate knew of them stays valid
+        **({"patchManifests": context.data["patchManifests"]} if context.data["patchManifests"] else {}),
         "cargoConfigs": context.data["cargoConfigs"],
         "gitHashes": context.data["gitHashes"],
         "stubs": list(flake_gen.workspace_stubs(ws)),

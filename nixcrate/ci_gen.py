@@ -274,6 +274,8 @@ class BuildJob:
     needs: str
     handler: bool  # collect bootstrap.zip and verify it, rather than bin/*
     entries: tuple[MatrixEntry, ...]
+    library: bool = False  # collect lib/* (a cdylib's, a staticlib's files), if the package has any
+    if_no_files: str = "error"  # upload-artifact's if-no-files-found: "ignore" for libraries (an rlib's package is empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,10 +413,14 @@ def build_context(
     if flake.services and flake.service_closure is not None:
         closure = flake.service_closure.attr
         warm.append(WarmJob("warm-services", f"warm {closure}", closure))
-        # A standalone library's package holds no bin/ to upload: its checks cover it.
         entries = tuple(MatrixEntry(o.name) for o in sorted(flake.services, key=lambda o: o.name) if o.has_bins)
         if entries:
             jobs.append(BuildJob("services", "service", "warm-services", handler=False, entries=entries))
+        # A library no crate depends on: its package compiles it (CI proves it builds) and holds
+        # its cdylib, dylib or staticlib files under lib/ (an rlib's package holds nothing).
+        libraries = tuple(MatrixEntry(o.name) for o in sorted(flake.services, key=lambda o: o.name) if not o.has_bins)
+        if libraries:
+            jobs.append(BuildJob("libraries", "library", "warm-services", handler=False, entries=libraries, library=True, if_no_files="ignore"))
     if flake.lambdas and flake.lambda_closure is not None:
         closure = flake.lambda_closure.attr
         warm.append(WarmJob("warm-handlers", f"warm {closure}", closure))

@@ -177,7 +177,7 @@ def _print_init(result: InitResult, *, check: bool) -> None:
     if services.members:
         out.print(
             f"services' closure: {len(services.crates)} third-party crates, "
-            f"{len(result.report.shared_by_services)} shared by two or more services "
+            f"{len(result.report.shared_by_services)} shared by two or more of its packages "
             f"({result.report.shared_share:.0%}), compiled once in deployCargoArtifacts",
             soft_wrap=True,
         )

@@ -223,8 +223,10 @@ def classify(ws: Workspace, config: Config) -> Classified:
                 "add src/main.rs or a [[bin]], or remove the override"
             )
         kinds.append((crate.name, kind))
-        # `kind = "library"` set by hand on a crate with bins asks for no output: respected.
-        if kind is MemberKind.LIBRARY and override is None and crate.name not in depended_on:
+        # `kind = "library"` set by hand on a crate with bins asks for no output: respected. A
+        # crate of examples alone (no lib, no bin) has nothing a package would build: its
+        # checks compile the examples.
+        if kind is MemberKind.LIBRARY and override is None and crate.name not in depended_on and crate.lib is not None:
             standalone.append(crate.name)
     packaged = host.packaged(ws, config, standalone)
     return Classified(
@@ -570,10 +572,10 @@ def build_context(
     classified = classified or classify(ws, config)
     services = classified.packaged()
     handlers = classified.of(MemberKind.LAMBDA)
-    if not classified.of(MemberKind.SERVICE) and not handlers:
+    if not services and not handlers:
         raise WorkspaceError(
-            "Cargo.toml: no member builds a service or a Lambda handler (none has a bin target): "
-            "add one, or set members.<name>.kind in nixcrate.toml"
+            "Cargo.toml: nothing to build: no member is a service, a Lambda handler or a library no other crate depends on "
+            "(after exclude and package = false): add a bin target or a library nothing depends on, or un-exclude a member in nixcrate.toml"
         )
     left = left_out_bins(ws, config, (*classified.of(MemberKind.SERVICE), *handlers), lambda_targets(config, handlers))
     lambda_outputs = _check_output_names(ws, services, handlers, left)
@@ -611,6 +613,7 @@ def build_context(
         "closures": closures,
         "cargoConfigs": [p.as_posix() for p in ws.cargo_configs],
         "patchPaths": [p.as_posix() for p in ws.patch_paths],
+        "patchManifests": [p.as_posix() for p in ws.patch_manifests],
         "renamedDependencies": _renamed_in_tree(ws),
         "nextestConfig": ws.nextest_config.as_posix() if ws.nextest_config else None,
         "checks": {

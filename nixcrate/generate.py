@@ -175,6 +175,8 @@ def next_steps(root: Path, context: FlakeContext, untracked: list[str], *, wired
         steps.append("nix flake lock  # then commit flake.lock: CI builds with exactly these inputs")
     if wired:
         service = next((o.name for o in context.services if o.has_bins), None)
+        if service is None and not context.lambdas and context.services:
+            service = context.services[0].name  # a library-only workspace: its first library's package
         if service:
             steps.append(f"nix build .#{service}")
         if context.lambdas:

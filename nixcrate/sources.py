@@ -23,8 +23,10 @@ tests at run time (fixtures), and its build script, which may read anything. So,
   sources, not into its packages'.
 
 Every crate, whole or not, also keeps the files outside its directory it reads: the targets
-declared there (`[[bin]] path = "../tools/x.rs"`: that file's directory) and the paths its
-literals name there, and its `extra-src`. A literal that names nothing is left alone: the
+declared there (`[[bin]] path = "../tools/x.rs"`: that file's directory, or the file alone
+beside other crates or the workspace root, with the modules it declares, `mod x;` and
+`#[path]`, transitively, and what their literals name), the paths its literals name there,
+and its `extra-src`. A literal that names nothing is left alone: the
 rule keeps more than a build reads, never less, short of a reader that names no path at all
 (a proc-macro reading a directory of its own choosing): `extra-src` or `source = "whole"`.
 """
@@ -88,6 +90,48 @@ _TOKEN = re.compile(
     re.DOTALL | re.VERBOSE,
 )
 _PATHLIKE = re.compile(r"^[^\s\"'<>|]{1,255}$")
+
+
+# What names a module's file: `#[path = "..."]`, `mod name;` and the braces of inline
+# modules (`mod name { mod inner; }` looks for name/inner.rs), comments and literals skipped.
+_MODULE_TOKEN = re.compile(
+    r"""
+      //[^\n]*
+    | /\*(?:[^*]|\*(?!/))*\*/
+    | \#\s*\[\s*path\s*=\s*"(?P<path>(?:[^"\\]|\\.)*)"\s*\]
+    | b?r(?P<hashes>\#*)".*?"(?P=hashes)
+    | b?"(?:[^"\\]|\\.)*"
+    | b?'(?:[^'\\\n]|\\(?:x[0-9a-fA-F]{2}|u\{[0-9a-fA-F_]{1,6}\}|.))'
+    | '[A-Za-z_][A-Za-z0-9_]*
+    | \bmod\s+(?:r\#)?(?P<mod>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<end>[;{])
+    | (?P<brace>[{}])
+    """,
+    re.DOTALL | re.VERBOSE,
+)
+
+
+def module_files(text: str) -> Iterator[tuple[str, str, str | None]]:
+    """The out-of-line modules (`mod name;`) a Rust file declares: (the inline modules around
+    the declaration, joined with '/'; the module's name; its `#[path]` as written, or None)."""
+    inline: list[str | None] = []  # per open brace: the inline module it opens, or None
+    path: str | None = None
+    for m in _MODULE_TOKEN.finditer(text):
+        if m.group("path") is not None:
+            path = m.group("path")
+            continue
+        if m.group("mod") is not None:
+            if m.group("end") == ";":
+                yield "/".join(n for n in inline if n is not None), m.group("mod"), path
+            else:  # an inline module: `mod a { mod b; }` looks for a/b.rs (a #[path] on it: not followed)
+                inline.append(m.group("mod") if path is None else None)
+        elif m.group("brace") == "{":
+            inline.append(None)
+        elif m.group("brace") == "}":
+            if inline:
+                inline.pop()
+        else:
+            continue  # a comment or a literal between `#[path]` and its `mod`
+        path = None
 
 
 def string_literals(text: str) -> Iterator[str]:
@@ -266,7 +310,41 @@ class _Crate:
                 into.update(named)
                 if path == script:
                     found.build_script.update(named)
+        # A module file outside the crate (`#[path = "../../shared/util.rs"] mod util;`) brings its
+        # own modules and what it names.
+        for into in (found.build, found.checks):
+            into.update(*(self.modules_of(p) for p in list(into) if p.endswith(".rs") and not _under(p, self.dir)))
         return found
+
+    def modules_of(self, root_file: str) -> set[str]:
+        """A target's file outside the crate's directory (root-relative) and what it pulls in,
+        as rustc and the literals of each file name them: its modules' files, transitively
+        (`mod x;`: x.rs or x/mod.rs; `#[path]`), and the paths their literals name
+        (`include_str!("../data.txt")`). The code rule's directories do not reach them."""
+        kept: set[str] = set()
+        pending = [(root_file, True)]  # (file, whether its modules live beside it, as a crate root's or mod.rs's)
+        while pending:
+            path, mod_rs = pending.pop()
+            if path in kept or path.startswith("../") or self.tree.kind(path) is not False or self.is_generated(path):
+                continue
+            kept.add(path)
+            try:
+                with open(os.path.join(self.tree.root, path), encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            file_dir = path.rpartition("/")[0] or "."
+            module_dir = file_dir if mod_rs else _join(file_dir, path.rpartition("/")[2].removesuffix(".rs"))
+            for inline, name, attr in module_files(text):
+                if attr is not None:
+                    child = _join(_join(module_dir, inline) if inline else file_dir, attr)
+                    pending.append((child, True))
+                    continue
+                base = _join(module_dir, inline) if inline else module_dir
+                pending += [(_join(base, f"{name}.rs"), False), (_join(base, f"{name}/mod.rs"), True)]
+            for literal in string_literals(text):
+                kept.update(self.resolve(literal, file_dir))
+        return kept
 
     def targets_outside(self) -> tuple[set[str], set[str]]:
         """The files of targets declared outside the crate's directory, (build, checks): each
@@ -288,6 +366,7 @@ class _Crate:
                 parent = path.rpartition("/")[0] or "."
                 holds_crates = parent == "." or _under(self.dir, parent) or self.tree.kind(f"{parent}/Cargo.toml") is False
                 into.add(path if holds_crates else parent)
+                into.update(self.modules_of(path))
         return build, checks
 
     def code(self) -> set[str]:

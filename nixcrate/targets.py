@@ -17,9 +17,12 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nixcrate.errors import ManifestError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 SRC_LIB = "src/lib.rs"
 SRC_MAIN = "src/main.rs"
@@ -422,12 +425,16 @@ def discover(
         tests=tests,
         benches=benches,
         build_script=build,
-        required_paths=required_paths(lib, bins, declared_other, build),
+        required_paths=required_paths(lib, bins, declared_other, build, inferred=[*examples, *tests, *benches]),
     )
 
 
 def required_paths(
-    lib: Target | None, bins: list[Target], declared_other: list[str], build: PurePosixPath | None = None
+    lib: Target | None,
+    bins: list[Target],
+    declared_other: list[str],
+    build: PurePosixPath | None = None,
+    inferred: Sequence[Target] = (),
 ) -> tuple[str, ...]:
     """The files that, created empty where the crate's sources are absent, let cargo load
     the manifest with the same lib, bins and build script, and build the other members.
@@ -440,9 +447,13 @@ def required_paths(
     tables: without them `cargo metadata` still loads the workspace but
     `cargo build -p <any member>` fails. The examples, tests and benches cargo infers from
     their directories are left out: cargo drops them quietly when absent, and adding one
-    must not change the flake. A declared `path` is listed too (cargo does not need it, an
-    empty file there does no harm)."""
+    must not change the flake. Unless they are all the crate has (a crate of examples alone,
+    no lib, no bin: cargo 1.95 accepts it): with them absent cargo finds no target ("no
+    targets specified in the manifest"), so the first one (`inferred`) is listed. A declared
+    `path` is listed too (cargo does not need it, an empty file there does no harm)."""
     paths = ([str(lib.path)] if lib else []) + [str(b.path) for b in bins] + declared_other
+    if not paths and inferred:
+        paths.append(str(inferred[0].path))
     if build is not None:
         paths.append(str(build))
     return tuple(sorted(set(paths)))

@@ -182,6 +182,9 @@ class Workspace:
     # In-tree crates that [patch.<registry>] or [replace] of the root Cargo.toml point at and
     # that are not members: cargo reads them, so every source the flake builds needs them.
     patch_paths: tuple[PurePosixPath, ...] = ()
+    # The Cargo.toml of another repository's workspace root a patched crate inherits from
+    # (`{ workspace = true }`): cargo reads it with the crate.
+    patch_manifests: tuple[PurePosixPath, ...] = ()
     profiles: tuple[str, ...] = ()  # the [profile.<name>] tables of the root Cargo.toml, sorted
 
     @property
@@ -708,6 +711,7 @@ def load(root: Path) -> Workspace:
         pending.extend((d, crate) for d in crate.deps if d.path is not None and (is_member or d.kind != "dev"))
 
     _refuse_symlinked(root, crates)
+    _refuse_targets_outside(crates.values())
     ordered_crates = host.with_reasons(tuple(crates[rel] for rel in sorted(crates)))
     by_name: dict[str, Crate] = {}
     for c in ordered_crates:
@@ -735,6 +739,7 @@ def load(root: Path) -> Workspace:
         PurePosixPath(".cargo") / n for n in ("config.toml", "config") if (root / ".cargo" / n).is_file()
     )
     toolchain = toolchain_mod.find(root)
+    patch_paths, patch_manifests = _patch_paths(top, root, set(crates))
     return Workspace(
         root=root,
         crates=ordered_crates,
@@ -746,7 +751,8 @@ def load(root: Path) -> Workspace:
         nextest_config=NEXTEST_CONFIG if (root / NEXTEST_CONFIG).is_file() else None,
         warnings=tuple(warnings),
         explicit_members=any(not any(ch in m for ch in "*?[") for m in raw_members if isinstance(m, str)),
-        patch_paths=_patch_paths(top, root, set(crates)),
+        patch_paths=patch_paths,
+        patch_manifests=patch_manifests,
         profiles=tuple(sorted(top["profile"])) if isinstance(top.get("profile"), dict) else (),
     )
 
@@ -815,10 +821,30 @@ def _refuse_symlinked(root: Path, crates: Iterable[str]) -> None:
                 )
 
 
-def _patch_paths(top: dict[str, Any], root: Path, crates: set[str]) -> tuple[PurePosixPath, ...]:
+def _refuse_targets_outside(crates: Iterable[Crate]) -> None:
+    """A target (or build script) whose file is outside the workspace root (`path =
+    "../../elsewhere/main.rs"`, or absolute): cargo reads it, the flake's source cannot hold it."""
+    for crate in crates:
+        targets = [*([crate.lib] if crate.lib else []), *crate.bins, *crate.examples, *crate.tests, *crate.benches]
+        paths = [(t.name, str(t.path)) for t in targets]
+        if crate.build_script is not None:
+            paths.append(("build script", str(crate.build_script)))
+        for name, path in paths:
+            full = _join(crate.path.as_posix(), path)
+            if _outside(full) or full.startswith("/"):
+                raise WorkspaceError(
+                    f"{crate.manifest}: target '{name}' ({path}) is outside the workspace root: a flake only sees files "
+                    "under its own directory, move the file into the workspace and point `path` at it"
+                )
+
+
+def _patch_paths(top: dict[str, Any], root: Path, crates: set[str]) -> tuple[tuple[PurePosixPath, ...], tuple[PurePosixPath, ...]]:
     """Relative dirs of [patch.*] and [replace] path entries inside the workspace that are not
     crates already read (members and their path dependencies), and the path dependencies of
-    those, transitively: cargo loads the manifest (and builds the source) of each."""
+    those, transitively: cargo loads the manifest (and builds the source) of each. Second, the
+    Cargo.toml of the workspace roots those crates inherit from when that is not this
+    workspace's (a crate patched in from another repository's workspace, its
+    `shim = { workspace = true }` found in that root's `[workspace.dependencies]`)."""
     tables: list[Any] = list(top["patch"].values()) if isinstance(top.get("patch"), dict) else []
     tables.append(top.get("replace"))
     pending = [
@@ -829,24 +855,86 @@ def _patch_paths(top: dict[str, Any], root: Path, crates: set[str]) -> tuple[Pur
         if isinstance(entry, dict) and isinstance(entry.get("path"), str) and not entry["path"].startswith("/")
     ]
     found: set[str] = set()
+    roots: set[str] = set()
     while pending:
         rel = pending.pop()
-        if _outside(rel) or rel in crates or rel in found or not (root / rel / "Cargo.toml").is_file():
+        if _outside(rel):
+            raise WorkspaceError(
+                f"Cargo.toml: the crate at {rel}, patched in by [patch] or [replace] (or a path dependency of one), is outside "
+                "the workspace root: cargo reads it for every package and a flake only sees files under its own directory, "
+                "move it into the workspace"
+            )
+        if rel in crates or rel in found or not (root / rel / "Cargo.toml").is_file():
             continue
         found.add(rel)
-        pending.extend(_join(rel, path) for path in _manifest_paths(root / rel / "Cargo.toml"))
-    return tuple(PurePosixPath(r) for r in sorted(found))
+        manifest = _read_lenient(root / rel / "Cargo.toml")
+        pending.extend(_join(rel, path) for path in _manifest_paths(manifest))
+        inherited = _inherited_dep_keys(manifest)
+        ws_root = _patched_workspace_root(root, rel, manifest, top) if inherited or _inherits_package(manifest) else None
+        if ws_root is None:
+            continue
+        roots.add(ws_root)
+        table = _read_lenient(root / ws_root / "Cargo.toml").get("workspace")
+        ws_deps = table.get("dependencies") if isinstance(table, dict) else None
+        for key in inherited if isinstance(ws_deps, dict) else ():
+            spec = ws_deps.get(key)
+            if isinstance(spec, dict) and isinstance(spec.get("path"), str) and not spec["path"].startswith("/"):
+                pending.append(_join(ws_root, spec["path"]))
+    manifests = {f"{r}/Cargo.toml" for r in roots if r != "." and r not in found and r not in crates and not _outside(r)}
+    return tuple(PurePosixPath(r) for r in sorted(found)), tuple(PurePosixPath(m) for m in sorted(manifests))
 
 
-def _manifest_paths(manifest: Path) -> list[str]:
-    """The `path` of every dependency a patched crate's manifest declares (any table, any
-    target), as written; a manifest that does not parse has none (cargo names the problem)."""
+def _read_lenient(path: Path) -> dict[str, Any]:
+    """A manifest read leniently: one that does not parse is empty (cargo names the problem)."""
     try:
-        data = tomllib.loads(manifest.read_text(encoding="utf-8").removeprefix("\ufeff"))
+        return tomllib.loads(path.read_text(encoding="utf-8").removeprefix("\ufeff"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
-        return []
+        return {}
+
+
+def _inherited_dep_keys(manifest: dict[str, Any]) -> list[str]:
+    """The dependencies a manifest takes from its workspace root (`x = { workspace = true }`)."""
+    return [key for _, key, spec, _ in _dep_entries(manifest) if isinstance(spec, dict) and spec.get("workspace") is True]
+
+
+def _inherits_package(manifest: dict[str, Any]) -> bool:
+    """Whether a `[package]` field is `{ workspace = true }` (version, edition...)."""
+    package = manifest.get("package")
+    return isinstance(package, dict) and any(isinstance(v, dict) and v.get("workspace") is True for v in package.values())
+
+
+def _patched_workspace_root(root: Path, rel: str, manifest: dict[str, Any], top: dict[str, Any]) -> str | None:
+    """The workspace root cargo finds for a crate it loads as a dependency (cargo's
+    find_workspace_root): `package.workspace` when set; else this workspace's root when the
+    crate is under it and not excluded (cargo tries the roots it has loaded first); else the
+    nearest directory above the crate whose Cargo.toml has a `[workspace]` not excluding it."""
+    package = manifest.get("package")
+    explicit = package.get("workspace") if isinstance(package, dict) else None
+    if isinstance(explicit, str):
+        return _join(rel, explicit)
+
+    def excludes(ws_dir: str, table: Any) -> bool:
+        if not isinstance(table, dict):
+            return True
+        under = [_join(ws_dir, e) for e in table.get("exclude", []) if isinstance(e, str)]
+        listed = [_join(ws_dir, m) for m in table.get("members", []) if isinstance(m, str)]
+        return _is_excluded(rel, under) and not any(_is_under(rel, m) for m in listed)
+
+    if not excludes(".", top.get("workspace")):
+        return "."
+    parts = rel.split("/")
+    for n in range(len(parts) - 1, 0, -1):
+        ancestor = "/".join(parts[:n])
+        if (root / ancestor / "Cargo.toml").is_file() and not excludes(ancestor, _read_lenient(root / ancestor / "Cargo.toml").get("workspace")):
+            return ancestor
+    return None
+
+
+def _manifest_paths(manifest: dict[str, Any]) -> list[str]:
+    """The `path` of every dependency a patched crate's manifest declares (any table, any
+    target), as written."""
     return [
         spec["path"]
-        for _, _, spec, _ in _dep_entries(data)
+        for _, _, spec, _ in _dep_entries(manifest)
         if isinstance(spec, dict) and isinstance(spec.get("path"), str) and not spec["path"].startswith("/")
     ]

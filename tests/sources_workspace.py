@@ -134,3 +134,64 @@ def write_workspace(ws: Path) -> Path:
     manifest.write_text(manifest.read_text() + '\n[dependencies.memchr-shim]\npath = "../memchr-shim"\n')
     update_lock(ws)
     return ws
+
+
+# The shapes a source used to miss (issue 22), each legal in cargo, in one workspace:
+# - app's bin is the workspace root's main.rs (`path = "../main.rs"`): its modules (util.rs, a
+#   `#[path]` module under extra/) and the data file it includes are beside it, at the root,
+#   where nothing but that file was kept;
+# - lib2's lib is crates/lib2.rs (`[lib] path = "../lib2.rs"`), its module crates/inner.rs;
+# - memchr is patched in from another repository's workspace (vendor/repo, excluded from this
+#   one), whose crates take their path dependencies from that workspace's root
+#   (`shim = { workspace = true }`, and shim's `shim2` likewise): cargo reads vendor/repo/Cargo.toml
+#   and both shims.
+OUTSIDE_FILES = {
+    "Cargo.toml": (
+        '[workspace]\nmembers = ["app", "crates/lib2"]\nexclude = ["vendor"]\nresolver = "2"\n\n'
+        '[patch.crates-io]\nmemchr = { path = "vendor/repo/memchr" }\n'
+    ),
+    "app/Cargo.toml": (
+        '[package]\nname = "app"\nversion = "0.1.0"\nedition = "2021"\n\n'
+        '[[bin]]\nname = "app"\npath = "../main.rs"\n\n'
+        '[dependencies]\nlib2 = { path = "../crates/lib2" }\nmemchr = "2"\n'
+    ),
+    "main.rs": (
+        "mod util;\n\n"
+        '#[path = "extra/numbers.rs"]\n'
+        "mod numbers;\n\n"
+        "fn main() {\n"
+        '    let at = memchr::memchr(b\'p\', b"app").unwrap_or(9);\n'
+        '    let data = include_str!("data.txt").trim();\n'
+        '    println!("{} {} {} {} {at} {}", util::name(), numbers::ONE, lib2::two(), data, memchr::SHIM);\n'
+        "}\n"
+    ),
+    "util.rs": "pub fn name() -> &'static str {\n    \"app\"\n}\n",
+    "extra/numbers.rs": "pub const ONE: u32 = 1;\n",
+    "data.txt": "data\n",
+    "crates/lib2/Cargo.toml": '[package]\nname = "lib2"\nversion = "0.1.0"\nedition = "2021"\n\n[lib]\npath = "../lib2.rs"\n',
+    "crates/lib2.rs": "mod inner;\n\npub fn two() -> u32 {\n    inner::TWO\n}\n",
+    "crates/inner.rs": "pub const TWO: u32 = 2;\n",
+    "vendor/repo/Cargo.toml": (
+        '[workspace]\nmembers = ["memchr", "shim", "shim2"]\n\n'
+        '[workspace.dependencies]\nshim = { path = "shim" }\nshim2 = { path = "shim2" }\n'
+    ),
+    "vendor/repo/shim/Cargo.toml": '[package]\nname = "shim"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\nshim2 = { workspace = true }\n',
+    "vendor/repo/shim/src/lib.rs": "pub const SHIM: &str = shim2::SHIM2;\n",
+    "vendor/repo/shim2/Cargo.toml": '[package]\nname = "shim2"\nversion = "0.1.0"\nedition = "2021"\n',
+    "vendor/repo/shim2/src/lib.rs": 'pub const SHIM2: &str = "shimmed";\n',
+}
+
+
+def write_outside_workspace(ws: Path) -> Path:
+    """The workspace above at ws, its Cargo.lock resolved by real cargo (Debian's registry)."""
+    for rel, text in OUTSIDE_FILES.items():
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ws / rel).write_text(text)
+    memchr = ws / "vendor" / "repo" / "memchr"
+    shutil.copytree(REGISTRY / "memchr-2.5.0", memchr, ignore=shutil.ignore_patterns(".cargo-checksum.json"))
+    manifest = memchr / "Cargo.toml"
+    manifest.write_text(manifest.read_text() + "\n[dependencies.shim]\nworkspace = true\n")
+    lib = memchr / "src" / "lib.rs"
+    lib.write_text(lib.read_text() + "\npub use shim::SHIM;\n")
+    update_lock(ws)
+    return ws

@@ -785,3 +785,42 @@ def test_the_runtime_named_to_users_is_provided_al2023(ws: Path) -> None:
         for sentence in re.split(r"(?<=[.;])\s", prose):
             if re.search(r"provided\.al2(?!023)", sentence):
                 assert "deprecat" in sentence, f"{name}: {sentence}"
+
+
+# --------------------------------------------------------------------------- a library-only workspace
+
+
+@pytest.fixture
+def libraries(tmp_path: Path) -> Path:
+    if shutil.which("cargo") is None:
+        pytest.skip("cargo is not installed (it writes the library workspace's Cargo.lock)")
+    from library_workspace import write_library_workspace  # noqa: PLC0415 - needs cargo
+
+    ws = write_library_workspace(tmp_path / "libs")
+    assert run("init", str(ws))[0] == 0
+    return ws
+
+
+@needs_actionlint
+def test_a_library_only_workspace_gets_a_workflow_that_builds_each_library_package(libraries: Path) -> None:
+    """No service, no handler: the workflow warms the closure and builds each library's package
+    (a matrix job after it), collecting the cdylib's and staticlib's files when there are any;
+    actionlint and shellcheck find nothing in it."""
+    code, out, _ = run("ci", str(libraries))
+    assert code == 0, out
+    doc = load_yaml(libraries / WORKFLOW)
+    assert set(doc["jobs"]) == {"drift", "warm-services", "libraries"}
+    job = doc["jobs"]["libraries"]
+    assert job["needs"] == "warm-services"
+    assert [e["output"] for e in job["strategy"]["matrix"]["include"]] == ["base", "dy", "ffi", "nobins", "stat", "tag", "withex"]
+    steps = {s.get("name"): s for s in job["steps"]}
+    assert steps["nixcrate build"]["run"] == 'nixcrate build "$OUTPUT" --summary-file "$GITHUB_STEP_SUMMARY"'
+    assert '"$out"/lib/*' in steps["Collect library files"]["run"]
+    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["with"]["if-no-files-found"] == "ignore"  # base's package (an rlib) holds nothing
+    assert actionlint_findings(libraries / WORKFLOW) == []
+    if shutil.which("shellcheck"):
+        for name, step in all_steps(doc):
+            if "run" in step:
+                proc = subprocess.run(["shellcheck", "--shell=bash", "-"], input=step["run"], capture_output=True, text=True, check=False)
+                assert proc.returncode == 0, f"{name} / {step.get('name')}:\n{proc.stdout}"

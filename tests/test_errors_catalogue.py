@@ -160,6 +160,10 @@ CASES: dict[str, Case] = {
     "workspace-dependency-missing": Case(
         {"services/api/Cargo.toml": '[package]\nname = "api"\nversion = "0.1.0"\n[dependencies]\nserde = { workspace = true }\n'}
     ),
+    "target-outside-root": Case(
+        {"services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + '\n[[bin]]\nname = "api"\npath = "../../../elsewhere/main.rs"\n'}
+    ),
+    "patch-outside-root": Case({"Cargo.toml": BASE["Cargo.toml"] + '\n[patch.crates-io]\nitoa = { path = "../forks/itoa" }\n'}),
     "dependency-wrong-type": Case({"services/api/Cargo.toml": '[package]\nname = "api"\nversion = "0.1.0"\n[dependencies]\nserde = 1\n'}),
     "no-lockfile": Case({"Cargo.lock": None}),
     "lockfile-invalid": Case({"Cargo.lock": "version = 3\n[[package]\n"}),
@@ -239,7 +243,7 @@ CASES: dict[str, Case] = {
     "config-names-no-member": Case({"nixcrate.toml": '[members.apii]\nkind = "service"\n'}),
     "config-exclude-names-no-member": Case({"nixcrate.toml": 'exclude = ["apii"]\n'}),
     "kind-override-without-bin": Case({"nixcrate.toml": '[members.common]\nkind = "service"\n'}),
-    "no-service-no-handler": Case({"nixcrate.toml": 'exclude = ["api"]\n'}),
+    "nothing-to-build": Case({"nixcrate.toml": 'exclude = ["api"]\n'}),
     "handler-bin-clash": Case(
         {
             **member("h1", bin_=True, extra='[dependencies]\nlambda_runtime = "0.8"\n'),

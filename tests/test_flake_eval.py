@@ -206,3 +206,29 @@ def test_each_package_source_builds_with_real_cargo(tmp_path: Path) -> None:
         cargo = subprocess.run(["cargo", "check", "--offline", "--locked", "-p", package, "--bins"], cwd=copy, env=env, capture_output=True, text=True, check=False)
         assert cargo.returncode == 0, f"{attr}: cargo cannot compile {package} from its source:\n{cargo.stderr[-3000:]}"
     print(f"\npackage sources compiled by real cargo: {len(built)} ({', '.join(sorted(p for p, _ in built))})")
+
+
+def test_a_workspace_of_one_library_builds_it_by_default(tmp_path: Path) -> None:
+    """A library-only workspace with one library nothing depends on: that library is
+    `packages.default` (and `nix build` needs no attribute), as one service would be; the
+    proc-macro it uses has no package."""
+    ws = tmp_path / "sdk"
+    files = {
+        "Cargo.toml": '[workspace]\nmembers = ["sdk", "sdk-macros"]\nresolver = "2"\n',
+        "sdk/Cargo.toml": '[package]\nname = "sdk"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\nsdk-macros = { path = "../sdk-macros" }\n',
+        "sdk/src/lib.rs": "pub use sdk_macros::*;\n",
+        "sdk-macros/Cargo.toml": '[package]\nname = "sdk-macros"\nversion = "0.1.0"\nedition = "2021"\n\n[lib]\nproc-macro = true\n',
+        "sdk-macros/src/lib.rs": "",
+        "Cargo.lock": (
+            'version = 3\n\n[[package]]\nname = "sdk"\nversion = "0.1.0"\ndependencies = [\n "sdk-macros",\n]\n\n'
+            '[[package]]\nname = "sdk-macros"\nversion = "0.1.0"\n'
+        ),
+    }
+    for rel, text in files.items():
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ws / rel).write_text(text)
+    result = CliRunner().invoke(cli, ["init", str(ws)])
+    assert result.exit_code == 0, result.output
+    details = eval_flake(ws, "--details")
+    assert set(details) == {"deployCargoArtifacts", "sdk", "default"}
+    assert details["default"]["drvPath"] == details["sdk"]["drvPath"]  # type: ignore[index]

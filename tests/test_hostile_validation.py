@@ -116,7 +116,7 @@ def test_patch_paths_names_in_tree_crates_cargo_reads(ws: Path) -> None:
         ws,
         {
             "Cargo.toml": BASE["Cargo.toml"]
-            + '\n[patch.crates-io]\nserde = { path = "vendor/serde" }\nfar = { path = "../far" }\nmember = { path = "crates/common" }\n'
+            + '\n[patch.crates-io]\nserde = { path = "vendor/serde" }\nmember = { path = "crates/common" }\n'
             + '\n[replace]\n"itoa:1.0.0" = { path = "./vendor/itoa" }\n',
             "vendor/serde/Cargo.toml": '[package]\nname = "serde"\nversion = "1.0.0"\n',
             "vendor/serde/src/lib.rs": "",
@@ -125,6 +125,17 @@ def test_patch_paths_names_in_tree_crates_cargo_reads(ws: Path) -> None:
     )
     loaded = workspace.load(ws)
     assert loaded.patch_paths == (PurePosixPath("vendor/itoa"), PurePosixPath("vendor/serde"))
+
+
+def test_a_patched_crate_outside_the_root_is_refused(ws: Path) -> None:
+    """Cargo loads it for every package (and fails when it is not there); the flake's source
+    cannot hold it: one line naming it, nothing written."""
+    write(ws, {"Cargo.toml": BASE["Cargo.toml"] + '\n[patch.crates-io]\nfar = { path = "../far" }\n'})
+    code, stderr = init(str(ws))
+    assert code == 1
+    assert stderr.startswith("error: Cargo.toml: the crate at ../far, patched in by [patch] or [replace]"), stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert not (ws / "nix").exists()
 
 
 def test_patch_paths_default_is_empty(ws: Path) -> None:

@@ -201,7 +201,7 @@ def test_git_untracked_files_are_named_with_the_git_add_to_run(ws: Path) -> None
         ('[lambda]\nglibc = "two"\n', ["lambda.glibc"]),
         ("[members.api\n", ["nixcrate.toml", "invalid TOML"]),
         ('[members.common]\nkind = "service"\n', ["common", "no bin target"]),
-        ('exclude = ["api", "worker", "ingest", "report-export"]\n', ["no member builds a service"]),
+        ('exclude = ["api", "worker", "ingest", "report-export"]\n', ["nothing to build: no member is a service"]),
     ],
 )
 def test_bad_nixcrate_toml_names_the_key_and_writes_nothing(ws: Path, toml: str, words: list[str]) -> None:
@@ -323,3 +323,29 @@ def test_reformatted_generated_files_pass_the_drift_check_and_a_token_edit_does_
     code, _, err = run("init", "--check", str(ws))
     assert code == 1 and "edited by hand" in err and "init --force" in err and len(err.strip().splitlines()) == 1
     assert snapshot(ws) == edited
+
+
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed (it writes the library workspace's Cargo.lock)")
+def test_a_library_only_workspace_gets_a_package_per_library_nothing_depends_on(tmp_path: Path) -> None:
+    """No service and no handler: each library no crate depends on (a plain lib, a proc-macro, a
+    cdylib, a staticlib, a dylib, `autobins = false`, one with an example) is a package; the one
+    its neighbour uses (names) is not. With every such library left out, nothing is left to
+    build: one line saying what to do, and nothing written."""
+    from library_workspace import PACKAGES, write_library_workspace  # noqa: PLC0415 - needs cargo
+
+    ws = write_library_workspace(tmp_path / "libs")
+    result = CliRunner().invoke(cli, ["init", str(ws)])
+    assert result.exit_code == 0, result.output
+    assert "nix build .#base" in result.output
+    data = (ws / "nix/nixcrate/workspace.nix").read_text()
+    packaged = sorted(re.findall(r'^    "?([a-z]+)"? = \{[^}]*package = true;', data, re.MULTILINE))
+    assert packaged == sorted(PACKAGES)
+
+    fresh = write_library_workspace(tmp_path / "none")
+    (fresh / "nixcrate.toml").write_text("".join(f"[members.{name}]\npackage = false\n" for name in PACKAGES))
+    before = snapshot(fresh)
+    result = CliRunner().invoke(cli, ["init", str(fresh)])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: Cargo.toml: nothing to build: no member is a service, a Lambda handler or a library")
+    assert len(result.output.strip().splitlines()) == 1
+    assert snapshot(fresh) == before

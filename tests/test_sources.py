@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sources_workspace import write_workspace
+from sources_workspace import write_outside_workspace, write_workspace
 
 from nixcrate import config, sources, workspace
 from nixcrate.cli import cli
@@ -92,6 +92,61 @@ def test_init_names_each_crate_that_keeps_everything_and_how_to_narrow_it(tree: 
 )
 def test_string_literals_skip_comments_and_characters(text: str, literals: list[str]) -> None:
     assert list(sources.string_literals(text)) == literals
+
+
+@pytest.fixture(scope="module")
+def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_outside_workspace(tmp_path_factory.mktemp("outside") / "odd")
+
+
+def test_a_target_outside_its_crate_keeps_the_modules_and_files_it_pulls_in(outside: Path) -> None:
+    """A bin or lib whose file is outside the crate, beside the workspace root or other crates
+    (so its directory cannot be kept whole): the file, the modules it declares (`mod util;`,
+    `#[path]`), transitively, and what its literals name (`include_str!("data.txt")`)."""
+    found = compute(outside, {})
+    assert found["app"].src == ("data.txt", "extra/numbers.rs", "main.rs", "util.rs")  # not Cargo.toml's neighbours
+    assert found["lib2"].src == ("crates/inner.rs", "crates/lib2.rs")
+
+
+def test_a_module_named_by_path_outside_the_crate_brings_its_own_modules(tmp_path: Path) -> None:
+    """`#[path = "../../shared/util.rs"] mod util;` in a crate's own file: util.rs is a module
+    file like a mod.rs (its `mod inner;` is shared/inner.rs, as rustc resolves it)."""
+    (tmp_path / "Cargo.toml").write_text('[workspace]\nmembers = ["app"]\n')
+    files = {
+        "app/Cargo.toml": '[package]\nname = "app"\nversion = "0.1.0"\nedition = "2021"\n',
+        "app/src/main.rs": '#[path = "../../shared/util.rs"]\nmod util;\nfn main() {}\n',
+        "shared/util.rs": "pub mod inner;\n",
+        "shared/inner.rs": "mod deeper;\n",  # not a mod.rs: its modules are under shared/inner/
+        "shared/inner/deeper.rs": "",
+        "shared/unrelated.rs": "",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    (tmp_path / "Cargo.lock").write_text('version = 3\n\n[[package]]\nname = "app"\nversion = "0.1.0"\n')
+    assert compute(tmp_path, {})["app"].src == ("app/src", "shared/inner.rs", "shared/inner/deeper.rs", "shared/util.rs")
+
+
+@pytest.mark.parametrize(
+    ("text", "modules"),
+    [
+        ("mod a;\npub(crate) mod b;\nmod r#type;", [("", "a", None), ("", "b", None), ("", "type", None)]),
+        ('#[path = "x/y.rs"]\n// a comment\n#[cfg(unix)]\nmod y;', [("", "y", "x/y.rs")]),
+        ("mod outer { fn f() { } mod inner; }\nmod after;", [("outer", "inner", None), ("", "after", None)]),
+        ('// mod no;\n/* mod no; */ let s = "mod no;";\nmod tests {}', []),
+    ],
+)
+def test_module_files_are_the_out_of_line_modules_a_file_declares(text: str, modules: list[tuple[str, str, str | None]]) -> None:
+    assert list(sources.module_files(text)) == modules
+
+
+def test_a_crate_patched_in_from_another_workspace_brings_what_it_inherits(outside: Path) -> None:
+    """memchr, patched in from vendor/repo (a workspace of its own, excluded from this one), takes
+    `shim = { workspace = true }` from vendor/repo's [workspace.dependencies], and shim takes
+    shim2 likewise: all three crates and that root's manifest are in every source."""
+    ws = workspace.load(outside)
+    assert [p.as_posix() for p in ws.patch_paths] == ["vendor/repo/memchr", "vendor/repo/shim", "vendor/repo/shim2"]
+    assert [p.as_posix() for p in ws.patch_manifests] == ["vendor/repo/Cargo.toml"]
 
 
 def test_the_readmes_nixcrate_toml_example_is_valid_settings() -> None:

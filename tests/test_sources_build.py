@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import input_drvs
+from conftest import CRANE_EVAL, input_drvs
 from crane_build import Result, crane_build_missing, drv_paths
 from crane_build import build as crane_build
-from sources_workspace import write_workspace
+from sources_workspace import write_outside_workspace, write_workspace
 
 from nixcrate.cli import cli
 
@@ -171,3 +171,50 @@ def test_an_edit_to_a_file_read_outside_its_crate_rebuilds_those_that_read_it(
     ws = variant(built, tmp_path, {"tools/helper.rs": "\npub fn more() {}\n", "shared/banner.txt": "=tool!\n"})
     words = {"tool", f"{C}.clippy-tool", f"{C}.test-tool", f"{C}.clippy-words", f"{C}.test-words"}
     assert changed(built[2], drv_paths(ws)) == {"extra", f"{C}.clippy-extra", f"{C}.test-extra", f"{C}.fmt", *words}
+
+
+# ---------------------------------------------------------------------------- outside the crate
+
+OUTSIDE_BUILT = ["deployCargoArtifacts", "app", f"{C}.test-app", f"{C}.clippy-lib2"]
+
+
+@pytest.fixture(scope="module")
+def outside(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Result], dict[str, str]]:
+    ws = write_outside_workspace(tmp_path_factory.mktemp("outside") / "odd")
+    init(ws)
+    return ws, build(ws, *OUTSIDE_BUILT), drv_paths(ws)
+
+
+def test_targets_outside_their_crate_and_a_patched_crates_inherited_path_dependencies_build(
+    outside: tuple[Path, dict[str, Result], dict[str, str]],
+) -> None:
+    """app's bin is the root's main.rs, whose modules (util.rs, a #[path] module) and included
+    data.txt are beside it; lib2's lib is crates/lib2.rs with its module crates/inner.rs; memchr
+    is patched in from another workspace, whose root gives it and its shim their path
+    dependencies. Each was missing from the source, and every build failed inside Nix."""
+    _, results, _ = outside
+    assert run(results["app"], "app") == "app 1 2 data 1 shimmed\n"
+    assert {"memchr v2.5.0", "shim v0.1.0", "shim2 v0.1.0"} <= set(results["deployCargoArtifacts"].local)
+    for attr in OUTSIDE_BUILT[1:]:
+        result = results[attr]
+        assert (result.third_party, result.checked_third_party) == ((), ()), attr
+        compiled = {c.split(" ")[0] for c in (*result.local, *result.checked_local)}
+        assert compiled <= {"app", "lib2"}, (attr, compiled)  # memchr and the shims come from the closure
+
+
+def test_a_leaf_edit_outside_the_crate_changes_one_package(outside: tuple[Path, dict[str, Result], dict[str, str]], tmp_path: Path) -> None:
+    """crane-eval's amplification appends to each member's lib (else first bin) target, here the
+    files outside the crates: one package changes per edit and the closure keeps its .drv. An
+    edit to a module of those files rebuilds the package that compiles it, and the closure stays."""
+    ws, _, before = outside
+    proc = subprocess.run([str(CRANE_EVAL / "amplification"), str(ws)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert "leaf-edit rebuild amplification: mean 1.0 " in last, proc.stdout
+    assert last.endswith("deps closure stable under .rs edits: yes"), proc.stdout
+    copy = shutil.copytree(ws, tmp_path / "odd")
+    for rel in ("util.rs", "crates/inner.rs", "data.txt"):
+        (copy / rel).write_text((copy / rel).read_text() + "\n")
+    app = {"app", "default", f"{C}.clippy-app", f"{C}.test-app", f"{C}.fmt"}  # default: app, the one package
+    lib2 = {f"{C}.clippy-lib2", f"{C}.test-lib2"}  # inner.rs; fmt reads every crate's code
+    assert changed(before, drv_paths(copy)) == app | lib2

@@ -118,6 +118,9 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
         'edition = "2021"\n[[example]]\nname = "gone"\n',
         ("src/lib.rs", "examples/a.rs"),
     ),
+    # no lib, no bin: cargo 1.95 loads a crate of examples (or tests) alone, and only with them
+    "examples-only": ('edition = "2021"\n', ("examples/b/main.rs", "examples/a.rs")),
+    "tests-only": ('edition = "2021"\n', ("tests/t.rs",)),
     "build-default": ('edition = "2021"\n', ("src/lib.rs", "build.rs")),
     "build-false": ('edition = "2021"\nbuild = false\n', ("src/lib.rs", "build.rs")),
     "build-custom": ('edition = "2021"\nbuild = "tools/gen.rs"\n', ("src/lib.rs", "tools/gen.rs")),

@@ -129,6 +129,10 @@ let
 
   # ------------------------------------------------------------------------ sources
 
+  # The Cargo.toml of another repository's workspace root that crates patched in inherit from
+  # (`shim = { workspace = true }`): cargo reads it with them, so it goes wherever they go.
+  inherit (ws) patchManifests;
+
   # A path under the workspace root, and one under a crate's directory.
   at = rel: if rel == "." then src else src + "/${rel}";
   inCrate = crate: rel: at (if crate.path == "." then rel else "${crate.path}/${rel}");
@@ -202,7 +206,7 @@ let
             checks = lib.elem name checked;
           }
         ) crates
-        ++ map at (extra ++ ws.patchPaths)
+        ++ map at (extra ++ ws.patchPaths ++ patchManifests)
       );
     };
 
@@ -317,6 +321,7 @@ let
       lock,
       names,
       patchPaths,
+      patchManifests ? [ ],
       extraDummyScript ? "",
     }:
     craneLib.mkDummySrc {
@@ -324,11 +329,11 @@ let
       cargoLock = craneLib.writeTOML "Cargo.lock" (normaliseLock names lock);
       cleanCargoTomlFilter = versionFilter names;
       extraDummyScript =
-        lib.optionalString (patchPaths != [ ]) ''
+        lib.optionalString (patchPaths ++ patchManifests != [ ]) ''
           cp -r --no-preserve=mode ${
             lib.fileset.toSource {
               root = src;
-              fileset = lib.fileset.unions (map at patchPaths);
+              fileset = lib.fileset.unions (map at (patchPaths ++ patchManifests));
             }
           }/. $out/
         ''
@@ -343,6 +348,7 @@ let
     lock = lockFile;
     names = localNames;
     inherit (ws) patchPaths;
+    inherit patchManifests;
   };
 
   # ------------------------------------------------------------------------ vendoring
@@ -422,7 +428,7 @@ let
         throw "nixcrate: nix/nixcrate/base/base.nix: written by another nixcrate version: ${fix}"
       else if edited != [ ] then
         throw "nixcrate: nix/nixcrate/base/${lib.head edited}: edited by hand since nixcrate took the snapshot: ${fix}"
-      else if !lib.all (p: builtins.pathExists (at p)) b.patchPaths then
+      else if !lib.all (p: builtins.pathExists (at p)) (b.patchPaths ++ b.patchManifests or [ ]) then
         null
       else
         b;
@@ -453,6 +459,7 @@ let
       lock = baseLock;
       names = baseNames;
       inherit (base) patchPaths;
+      patchManifests = base.patchManifests or [ ];
       # The snapshot holds manifests only: give cargo the target files it finds by convention.
       extraDummyScript = ''
         for stub in ${lib.escapeShellArgs base.stubs}; do
@@ -518,6 +525,7 @@ let
     { roots, crates }:
     base != null
     && ws.patchPaths == base.patchPaths
+    && patchManifests == base.patchManifests or [ ]
     && sameConfigs
     && sameCleanManifest "Cargo.toml" "Cargo.toml"
     && lib.all (
@@ -772,7 +780,7 @@ let
   # ------------------------------------------------------------------------ services
 
   mkService =
-    name: service:
+    name: _:
     craneLib.buildPackage (
       serviceArgs
       // {
@@ -788,12 +796,10 @@ let
         inherit name;
         crates = compiledBy { member = name; };
       }
+      # A library no crate depends on has no binary: its package proves it compiles, and crane's
+      # install from the build log puts its cdylib, dylib and staticlib files under lib/ (an
+      # rlib or a proc-macro alone: an empty $out).
       // packageSource { crates = compiledBy { member = name; }; }
-      # A library no crate depends on has no binary: its package proves it compiles.
-      // lib.optionalAttrs (service.bins or [ ] == [ ]) {
-        doNotPostBuildInstallCargoBinaries = true;
-        installPhaseCommand = "mkdir -p $out";
-      }
     );
 
   # ------------------------------------------------------------------------ Lambda handlers
