@@ -187,10 +187,10 @@ def _print_init(result: InitResult, *, check: bool) -> None:
     if unresolved:
         shown = ", ".join(unresolved[:4]) + (" …" if len(unresolved) > 4 else "")
         out.print(
-            f"closure counts from Cargo.lock below {len(unresolved)} "
+            f"below {len(unresolved)} "
             + ("crate whose manifest is" if len(unresolved) == 1 else "crates whose manifests are")
-            + f" not on disk ({shown}): with everything Cargo.lock lets it pull in on any platform and feature "
-            "('cargo fetch' unpacks the crates, and init then counts what the build compiles)",
+            + f" not on disk ({shown}), the closures count, and take native inputs for, everything Cargo.lock lists "
+            "on any platform and feature: run 'cargo fetch', then init again, for what the build compiles",
             soft_wrap=True,
         )
     if result.base_moved is not None:

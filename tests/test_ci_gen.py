@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLE, REPO, copy_in_reverse_order, copy_workspace
+from conftest import EXAMPLE, REPO, copy_in_reverse_order, copy_workspace, needs_cargo, needs_debian_crates
 from fake_flakes import write_plain_flake
 from ruamel.yaml import YAML
 
@@ -753,21 +754,84 @@ def test_fake_ci_flake_steps_warm_push_pull_build_collect_verify(
     assert "[glibc-too-new]" in proc.stderr
 
 
+DRIFT_STEPS = ("cargo fetch", "nixcrate init --check", "nixcrate ci --check")
+
+
+def runner_with_crates(tmp: Path) -> StepRunner:
+    """A runner whose cargo reaches the crates: here Debian's registry as a directory source
+    (on GitHub's runners, crates.io). The runner's own CARGO_HOME, not the machine's."""
+    cargo_home = tmp / "runner-cargo-home"
+    cargo_home.mkdir()
+    (cargo_home / "config.toml").write_text(
+        '[source.crates-io]\nreplace-with = "debian"\n[source.debian]\ndirectory = "/usr/share/cargo/registry"\n'
+    )
+    cargo = shutil.which("cargo")
+    assert cargo is not None
+    steps = StepRunner(tmp, {"CARGO_HOME": str(cargo_home), "RUSTUP_HOME": os.environ.get("RUSTUP_HOME", str(Path.home() / ".rustup"))})
+    steps.env["PATH"] += f":{Path(cargo).parent}"
+    return steps
+
+
 @pytest.mark.nix
+@needs_cargo
+@needs_debian_crates
 def test_drift_job_steps_pass_on_a_fresh_checkout_and_fail_when_stale(ws: Path, tmp_path: Path) -> None:
     assert run("init", str(ws))[0] == 0
     assert run("ci", str(ws), "--cache", "cachix:nixcrate-example")[0] == 0
     doc = load_yaml(ws / WORKFLOW)
-    steps = StepRunner(tmp_path, {})
-    for name in ("nixcrate init --check", "nixcrate ci --check"):
+    names = [s.get("name") for s in doc["jobs"]["drift"]["steps"]]
+    assert [n for n in names if n in DRIFT_STEPS] == list(DRIFT_STEPS)  # the manifests first
+    steps = runner_with_crates(tmp_path)
+    for name in DRIFT_STEPS:
         proc = steps(step(doc, "drift", name), ws)
         assert proc.returncode == 0, proc.stderr
     toml = ws / "nixcrate.toml"
     toml.write_text(toml.read_text().replace("# exclude = []", 'exclude = ["worker"]'))
-    for name in ("nixcrate init --check", "nixcrate ci --check"):
+    for name in DRIFT_STEPS[1:]:
         proc = steps(step(doc, "drift", name), ws)
         assert proc.returncode == 1, name
         assert "out of date" in proc.stderr
+
+
+def test_drift_check_needs_the_manifests_the_developer_had(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why the drift job fetches first. A developer's init resolves features from the crates'
+    manifests (~/.cargo after any build): `plain`'s optional openssl-sys stays off, so the
+    closure gets no OpenSSL. On a runner with no manifest unpacked, init falls back to all
+    that Cargo.lock lists below `plain`, OpenSSL included, and its check finds drift; with
+    the manifests where the runner's cargo put them (here a directory source its config
+    names, as `cargo fetch` leaves them in its registry) the check agrees."""
+    ws = tmp_path / "ws"
+    (ws / "api" / "src").mkdir(parents=True)
+    (ws / "Cargo.toml").write_text('[workspace]\nmembers = ["api"]\nresolver = "2"\n')
+    (ws / "api" / "Cargo.toml").write_text('[package]\nname = "api"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\nplain = "1"\n')
+    (ws / "api" / "src" / "main.rs").write_text("fn main() {}\n")
+    registry = "registry+https://github.com/rust-lang/crates.io-index"
+    (ws / "Cargo.lock").write_text(
+        'version = 3\n\n[[package]]\nname = "api"\nversion = "0.1.0"\ndependencies = [\n "plain",\n]\n\n'
+        f'[[package]]\nname = "openssl-sys"\nversion = "0.9.80"\nsource = "{registry}"\nchecksum = "{"0" * 64}"\n\n'
+        f'[[package]]\nname = "plain"\nversion = "1.0.0"\nsource = "{registry}"\nchecksum = "{"0" * 64}"\n'
+        'dependencies = [\n "openssl-sys",\n]\n'
+    )
+    vendor = tmp_path / "vendor"
+    (vendor / "plain-1.0.0").mkdir(parents=True)
+    (vendor / "plain-1.0.0" / "Cargo.toml").write_text(
+        '[package]\nname = "plain"\nversion = "1.0.0"\n\n[dependencies]\nopenssl-sys = { version = "0.9", optional = true }\n'
+    )
+    (vendor / "openssl-sys-0.9.80").mkdir()
+    (vendor / "openssl-sys-0.9.80" / "Cargo.toml").write_text('[package]\nname = "openssl-sys"\nversion = "0.9.80"\n')
+    developer = tmp_path / "developer-cargo-home"
+    developer.mkdir()
+    (developer / "config.toml").write_text(f'[source.crates-io]\nreplace-with = "v"\n[source.v]\ndirectory = "{vendor}"\n')
+    monkeypatch.setenv("CARGO_HOME", str(developer))
+    assert run("init", str(ws))[0] == 0
+    assert "openssl" not in (ws / "nix/nixcrate/workspace.nix").read_text()
+    assert run("ci", str(ws))[0] == 0
+    check = step(load_yaml(ws / WORKFLOW), "drift", "nixcrate init --check")
+    bare = StepRunner(tmp_path / "bare", {"CARGO_HOME": str(tmp_path / "bare-cargo-home")})
+    proc = bare(check, ws)
+    assert proc.returncode == 1 and "out of date" in proc.stderr, proc.stderr
+    proc = StepRunner(tmp_path / "fetched", {"CARGO_HOME": str(developer)})(check, ws)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_the_runtime_named_to_users_is_provided_al2023(ws: Path) -> None:

@@ -96,7 +96,7 @@ def test_without_the_manifests_init_counts_the_lock_and_says_so(tmp_path: Path, 
     # the member's own manifest still decides (no openssl-sys, no winonly-sys); below plain,
     # whose manifest is missing, everything Cargo.lock lists: pcre2-sys, and its warning
     assert count == "2"
-    assert "closure counts from Cargo.lock below 1 crate whose manifest is not on disk (plain 1.0.0)" in " ".join(output.split())
+    assert "below 1 crate whose manifest is not on disk (plain 1.0.0), the closures count, and take native inputs for, everything Cargo.lock lists" in " ".join(output.split())
     assert "pcre2-sys" in output
     assert "openssl" not in data
 
