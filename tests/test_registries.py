@@ -4,7 +4,8 @@ Crane downloads a crate from the `dl` of the registry its lock entry names and k
 crates.io's by itself; cargo in the build resolves a `registry = "<name>"` dependency by that
 name. Evaluated with the real crane (../shared/crane-eval): the fetch of each crate has the
 registry's download URL, crane's vendor configuration replaces each registry, and every build
-gets the registry's index. No real build: nothing here can download from these registries.
+gets the registry's index. And built for real with ../shared/crane-build, which seeds the
+crates' downloads whatever registry they come from.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import CRANE_EVAL, needs_crane_eval
+from conftest import CRANE_EVAL, EXAMPLE, needs_crane_eval
+from crane_build import build as crane_build
+from crane_build import REGISTRY, crane_build_missing
 from test_errors_catalogue import BASE, snapshot, write
 
 from nixcrate.cli import cli
@@ -105,3 +108,47 @@ def test_registries_reach_crane_downloads_source_replacement_and_cargo(tmp_path:
         assert isinstance(env, dict)
         assert env.get("CARGO_REGISTRIES_MY_REG_INDEX") == SPARSE
         assert env.get("CARGO_REGISTRIES_GIT_REG_INDEX") == GIT_INDEX
+
+
+CORP = "sparse+https://crates.corp.example/index/"
+
+
+def debian_checksum(crate: str) -> str:
+    """The checksum Debian's registry gives a crate: what a lock made against it holds (and
+    crane-build swaps for its own tarball's, in the workspace and in the base snapshot)."""
+    return str(json.loads((REGISTRY / crate / ".cargo-checksum.json").read_text())["package"])
+
+
+@pytest.mark.skipif(crane_build_missing(EXAMPLE) is not None, reason=str(crane_build_missing(EXAMPLE)))
+@pytest.mark.nix
+@pytest.mark.slow
+def test_a_crate_from_an_alternate_registry_builds_for_real(tmp_path: Path) -> None:
+    """Built with ../shared/crane-build: itoa from a sparse alternate registry `corp`. crane
+    fetches it under the name its fetchurl gives every crate (crane-build seeds Debian's
+    itoa there, as a binary cache or a first download would), cargo in the sandbox finds
+    `corp` by name and takes it from the vendored sources; the service runs."""
+    root = tmp_path / "ws"
+    write(
+        root,
+        {
+            **BASE,
+            "services/api/Cargo.toml": BASE["services/api/Cargo.toml"] + 'itoa = { version = "1", registry = "corp" }\n',
+            "services/api/src/main.rs": 'fn main() {\n    println!("{}", itoa::Buffer::new().format(2026u32));\n}\n',
+            "Cargo.lock": BASE["Cargo.lock"].replace(' "common",\n', ' "common",\n "itoa",\n')
+            + f'\n[[package]]\nname = "itoa"\nversion = "1.0.1"\nsource = "{CORP}"\nchecksum = "{debian_checksum("itoa-1.0.1")}"\n',
+            "nixcrate.toml": f'[registries.corp]\nindex = "{CORP}"\ndl = "https://crates.corp.example/api/v1/crates"\n',
+        },
+    )
+    code, output = init(root)
+    assert code == 0, output
+    results = crane_build(root, ["deployCargoArtifacts", "api"])
+    closure, api = results["deployCargoArtifacts"], results["api"]
+    assert closure.ok, closure.error_tail
+    assert api.ok, api.error_tail
+    # cargo prints `Compiling itoa v1.0.1 (registry `corp`)`, which crane-build's report
+    # files with the local crates (a parenthesis after the version): read both lists
+    compiled = [c.split()[0] for c in (*closure.third_party, *closure.local)]
+    assert "itoa" in compiled
+    assert [c.split()[0] for c in (*api.third_party, *api.local)] == ["common", "api"]  # not itoa: the closure's
+    ran = subprocess.run([f"{api.out}/bin/api"], capture_output=True, text=True, check=True)
+    assert ran.stdout == "2026\n"
