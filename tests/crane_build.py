@@ -45,6 +45,14 @@ def crane_build_missing(workspace: Path) -> str | None:
     return None
 
 
+def crane_build_and_cargo_missing() -> str | None:
+    """Why a test that writes its workspace's Cargo.lock with cargo, then builds it with
+    crane-build, cannot run here (the shipped example's crates stand for its own)."""
+    if not have("cargo"):
+        return "cargo is not installed (it writes the test workspace's Cargo.lock)"
+    return crane_build_missing(Path(__file__).parent.parent / "examples" / "monorepo")
+
+
 @dataclass(frozen=True)
 class Result:
     attr: str

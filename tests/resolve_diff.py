@@ -7,20 +7,12 @@ import os
 import subprocess
 from pathlib import Path
 
+from cargo_sim import DEBIAN_REGISTRY, cargo_home
+
 from nixcrate import closure as closure_mod
 from nixcrate import resolve, workspace
 
-DEBIAN_REGISTRY = Path("/usr/share/cargo/registry")
-
-
-def cargo_home(tmp: Path) -> Path:
-    home = tmp / "cargo-home"
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(
-        '[source.crates-io]\nreplace-with = "debian"\n'
-        f'[source.debian]\ndirectory = "{DEBIAN_REGISTRY}"\n[net]\noffline = true\n'
-    )
-    return home
+__all__ = ["DEBIAN_REGISTRY", "cargo_env", "cargo_home", "cargo_rows", "lock", "nixcrate_rows"]
 
 
 def cargo_env(home: Path) -> dict[str, str]:

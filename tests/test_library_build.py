@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import ctypes
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from conftest import CRANE_EVAL
-from crane_build import Result, crane_build_missing, drv_paths
+from crane_build import Result, crane_build_and_cargo_missing, drv_paths
 from crane_build import build as crane_build
 from library_workspace import PACKAGES, write_library_workspace
 
@@ -30,14 +29,9 @@ C = "checks.x86_64-linux"
 MEMBERS = ("base", "demos", "dy", "ffi", "names", "nobins", "stat", "tag", "withex")
 
 
-def _missing() -> str | None:
-    if shutil.which("cargo") is None:
-        return "cargo is not installed (it writes the test workspace's Cargo.lock)"
-    return crane_build_missing(Path(__file__).parent.parent / "examples" / "monorepo")
-
 
 pytestmark = [
-    pytest.mark.skipif(_missing() is not None, reason=str(_missing())),
+    pytest.mark.skipif(crane_build_and_cargo_missing() is not None, reason=str(crane_build_and_cargo_missing())),
     pytest.mark.nix,
     pytest.mark.slow,
     pytest.mark.xdist_group("library-build"),

@@ -363,8 +363,9 @@ def test_missing_nix_is_one_line(store: Path, monkeypatch: pytest.MonkeyPatch) -
     assert result.exception.message.startswith("nix: not found on PATH: install Nix")
 
 
-@pytest.mark.parametrize("jobs", [(), ("--max-jobs", "1")], ids=["plan-first", "nix-first"])
-def test_ctrl_c_stops_nix_and_exits_130(store: Path, system: str, request: pytest.FixtureRequest, jobs: tuple[str, ...]) -> None:
+def start_slow_build(store: Path, system: str, request: pytest.FixtureRequest, jobs: tuple[str, ...]) -> tuple[subprocess.Popen[str], int]:
+    """`nixcrate build slow`, returned once nix runs its builder (which sleeps until killed),
+    with that builder's pid."""
     pidfile = store / "builder.pid"
     flake = FakeCraneFlake(store / "flake", system, salt_of(request), services=(), lambdas=(), slow_pidfile=pidfile)
     proc = subprocess.Popen(
@@ -377,7 +378,12 @@ def test_ctrl_c_stops_nix_and_exits_130(store: Path, system: str, request: pytes
     deadline = time.monotonic() + 30
     while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    builder = int(pidfile.read_text())
+    return proc, int(pidfile.read_text())
+
+
+@pytest.mark.parametrize("jobs", [(), ("--max-jobs", "1")], ids=["plan-first", "nix-first"])
+def test_ctrl_c_stops_nix_and_exits_130(store: Path, system: str, request: pytest.FixtureRequest, jobs: tuple[str, ...]) -> None:
+    proc, builder = start_slow_build(store, system, request, jobs)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
     stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 130, stderr
@@ -403,19 +409,8 @@ def test_ctrl_c_is_delivered_to_the_main_thread(store: Path, system: str, reques
     """Every thread but the main one blocks SIGINT, so the kernel hands Ctrl-C to the main
     thread and interrupts its read of nix's log. A helper thread that took it left that read
     waiting for nix's next line (seen in CI: the Ctrl-C test above hung 20 s on a quiet build)."""
-    pidfile = store / "builder.pid"
-    flake = FakeCraneFlake(store / "flake", system, salt_of(request), services=(), lambdas=(), slow_pidfile=pidfile)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nixcrate.cli_build", "--flake", str(flake.root), *jobs, "slow"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, _ = start_slow_build(store, system, request, jobs)
     try:
-        deadline = time.monotonic() + 30
-        while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.05)
         time.sleep(0.5)  # the status ticker and the report's queries are running by now
         helpers = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
         assert helpers, "no helper thread while nix builds: nothing to check"

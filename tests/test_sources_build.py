@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import CRANE_EVAL, input_drvs
-from crane_build import Result, crane_build_missing, drv_paths
+from crane_build import Result, crane_build_and_cargo_missing, drv_paths
 from crane_build import build as crane_build
 from sources_workspace import write_outside_workspace, write_workspace
 
@@ -34,14 +34,9 @@ CHECKS = [f"{C}.{k}-{m}" for m in ("tool", "words", "extra", "lints") for k in (
 WORKSPACE_CRATES = {"tool", "words", "extra", "lints"}
 
 
-def _missing() -> str | None:
-    if shutil.which("cargo") is None:
-        return "cargo is not installed (it writes the test workspace's Cargo.lock)"
-    return crane_build_missing(Path(__file__).parent.parent / "examples" / "monorepo")
-
 
 pytestmark = [
-    pytest.mark.skipif(_missing() is not None, reason=str(_missing())),
+    pytest.mark.skipif(crane_build_and_cargo_missing() is not None, reason=str(crane_build_and_cargo_missing())),
     pytest.mark.nix,
     pytest.mark.slow,
     pytest.mark.xdist_group("sources-build"),
