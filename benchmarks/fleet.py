@@ -281,6 +281,11 @@ def write_workspace(root: Path, size: str = "fleet", registry: Path = DEBIAN_REG
             toml.append(f'\n[members.{m.name}]\nkind = "lambda"')
     (root / "nixcrate.toml").write_text("\n".join(toml) + "\n")
     cargo(root, registry, "generate-lockfile")
+    # In rustfmt's layout, as a real repository's code is: the fmt check of `nix flake check`
+    # builds (it failed on the long lines of the code above).
+    proc = subprocess.run(["cargo", "fmt", "--all"], cwd=root, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"fleet: cargo fmt failed in {root}:\n{proc.stderr[-3000:]}")
     return Written(root, members, lock_third_party(root))
 
 
