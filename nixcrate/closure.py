@@ -74,7 +74,7 @@ class LockGraph:
         self._tree_index: dict[str, int] = {}
         self._all_edges: dict[int, list[int]] = {}
         self._resolvers: dict[str, resolve.Resolver] = {}
-        self._index: resolve.ManifestIndex | None = None
+        self._manifests: resolve.ManifestIndex | None = None
 
     # ---------------------------------------------------------------- lock references
 
@@ -106,6 +106,15 @@ class LockGraph:
     def lock_mask(self, i: int) -> int:
         """Bitset of the third-party packages Cargo.lock says package i may pull in, itself included."""
         return self._mask(i)
+
+    def resolver(self, target: str = resolve.HOST) -> resolve.Resolver:
+        """One resolver per target, sharing the third-party manifests read from disk."""
+        found = self._resolvers.get(target)
+        if found is None:
+            if self._manifests is None:
+                self._manifests = resolve.ManifestIndex(resolve.sources_roots(self.workspace))
+            found = self._resolvers[target] = resolve.Resolver(self, self._manifests, target)
+        return found
 
     def resolve(self, ref: str) -> LockPackage | None:
         i = self._resolve_index(ref)
@@ -277,19 +286,9 @@ def closure_of(graph: LockGraph, crates: Iterable[Crate]) -> Closure:
     )
 
 
-def resolver_for(graph: LockGraph, target: str = resolve.HOST) -> resolve.Resolver:
-    """One resolver per target, sharing the third-party manifests read from disk."""
-    found = graph._resolvers.get(target)  # noqa: SLF001 - the graph's own cache
-    if found is None:
-        if graph._index is None:  # noqa: SLF001
-            graph._index = resolve.ManifestIndex(resolve.sources_roots(graph.workspace))  # noqa: SLF001
-        found = graph._resolvers[target] = resolve.Resolver(graph, graph._index, target)  # noqa: SLF001
-    return found
-
-
 def resolve_each(graph: LockGraph, requests: Iterable[resolve.Request], target: str = resolve.HOST) -> tuple[resolve.Resolution, ...]:
     """Each request as its own cargo invocation, as the closures run them (one per member)."""
-    resolver = resolver_for(graph, target)
+    resolver = graph.resolver(target)
     return tuple(resolver.resolve([r]) for r in requests)
 
 

@@ -312,7 +312,7 @@ def left_out_bins(ws: Workspace, config: Config, names: Iterable[str], targets: 
         if not needing:
             continue
         request = build_requests(config, [name])[name]
-        res = closure_mod.resolver_for(graph, targets.get(name, resolve.HOST)).resolve([request])
+        res = graph.resolver(targets.get(name, resolve.HOST)).resolve([request])
         key = f"{crate.name} {crate.version}"
         own = next((set(f) for k, host, f in res.features if k == key and not host), set())
         dep_features = {(k.split(" ", 1)[0], f) for k, _host, fs in res.features for f in fs}

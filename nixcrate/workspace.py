@@ -276,6 +276,17 @@ def _is_under(path: str, ancestor: str) -> bool:
 GENERATED_DIR = "nix"
 
 
+def _is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def _glob_dirs(root: Path, pattern: str) -> list[tuple[Path, str]]:
+    """The directories a glob matches, with each one's path relative to root. glob yields
+    root/<relative>: the root is cut off the string (as relative_to would, uncollapsed)."""
+    root_len = len(str(root))
+    return [(m, str(m)[root_len:].lstrip("/") or ".") for m in sorted(root.glob(pattern)) if m.is_dir()]
+
+
 def _expand_members(root: Path, patterns: list[str], display: str, excludes: list[str]) -> tuple[list[str], list[str]]:
     """Member directories (relative) and warnings, following cargo's glob rules.
 
@@ -284,7 +295,6 @@ def _expand_members(root: Path, patterns: list[str], display: str, excludes: lis
     a glob that takes nix/, which init creates, before writing it (cargo would fail from then on)."""
     found: list[str] = []
     warnings: list[str] = []
-    root_len = len(str(root))
     for pattern in patterns:
         if not isinstance(pattern, str):
             raise ManifestError(f"{display}: workspace.members must be a list of strings: fix the entry {pattern!r}")
@@ -293,7 +303,7 @@ def _expand_members(root: Path, patterns: list[str], display: str, excludes: lis
             raise WorkspaceError(
                 f"{display}: member '{pattern}' is outside the workspace root: a flake only sees files under {root.name}/, move the crate inside"
             )
-        if any(ch in pattern for ch in "*?["):
+        if _is_glob(pattern):
             if (
                 _glob_matches(GENERATED_DIR, rel)
                 and not _is_excluded(GENERATED_DIR, excludes)
@@ -303,13 +313,11 @@ def _expand_members(root: Path, patterns: list[str], display: str, excludes: lis
                     f"{display}: member glob '{pattern}' takes {GENERATED_DIR}/, where nixcrate writes the flake's Nix files, and cargo "
                     f'fails on a member without Cargo.toml: add "{GENERATED_DIR}" to workspace.exclude'
                 )
-            matches = sorted(p for p in root.glob(pattern) if p.is_dir())
+            matches = _glob_dirs(root, pattern)
             if not matches:
                 # cargo accepts a glob that matches nothing (an empty folder is not even in git), so we warn.
                 warnings.append(f"{display}: member glob '{pattern}' matches no directory: remove it from workspace.members if it is stale")
-            # glob yields root/<relative>: cut the root off the string (as relative_to would, uncollapsed)
-            for m in matches:
-                dir_ = str(m)[root_len:].lstrip("/") or "."
+            for m, dir_ in matches:
                 if not (m / "Cargo.toml").is_file() and not _is_excluded(_join(".", dir_), excludes):
                     raise ManifestError(
                         f"{display}: member glob '{pattern}' matches {dir_}/, which has no Cargo.toml (cargo fails to load it): "
@@ -659,7 +667,7 @@ def load(root: Path) -> Workspace:
     excludes = [_join(".", e) for e in ws.get("exclude", []) if isinstance(e, str)]
     member_dirs, warnings = _expand_members(root, raw_members, "Cargo.toml", excludes)
     # As cargo's is_excluded: `exclude` drops what globs match, never a member listed by its path.
-    listed = [_join(".", p) for p in raw_members if isinstance(p, str) and not any(ch in p for ch in "*?[")]
+    listed = [_join(".", p) for p in raw_members if isinstance(p, str) and not _is_glob(p)]
     member_dirs = [m for m in member_dirs if not _is_excluded(m, excludes) or m == "." or any(_is_under(m, p) for p in listed)]
     if has_package:
         member_dirs.insert(0, ".")
@@ -728,7 +736,7 @@ def load(root: Path) -> Workspace:
             "members): list the member crates in workspace.members"
         )
     _check_path_dep_names(crates)
-    globs = [_join(".", m) for m in raw_members if isinstance(m, str) and any(ch in m for ch in "*?[")]
+    globs = [_join(".", m) for m in raw_members if isinstance(m, str) and _is_glob(m)]
     defaults = _default_members(root, ws.get("default-members", []), crates, excludes, globs)
 
     lock = read_lockfile(root / "Cargo.lock")
@@ -750,7 +758,7 @@ def load(root: Path) -> Workspace:
         toolchain_file=toolchain,
         nextest_config=NEXTEST_CONFIG if (root / NEXTEST_CONFIG).is_file() else None,
         warnings=tuple(warnings),
-        explicit_members=any(not any(ch in m for ch in "*?[") for m in raw_members if isinstance(m, str)),
+        explicit_members=any(not _is_glob(m) for m in raw_members if isinstance(m, str)),
         patch_paths=patch_paths,
         patch_manifests=patch_manifests,
         profiles=tuple(sorted(top["profile"])) if isinstance(top.get("profile"), dict) else (),
@@ -786,12 +794,11 @@ def _default_members(root: Path, raw: list[Any], crates: dict[str, Crate], exclu
     be a member: cargo refuses one that is not ("listed in default-members but is not a member"),
     but for a directory a members glob matches and `exclude` drops, which it skips."""
     names: list[str] = []
-    root_len = len(str(root))
     for entry in raw:
         if not isinstance(entry, str):
             raise ManifestError(f"Cargo.toml: workspace.default-members must be a list of paths: fix the entry {entry!r}")
-        if any(ch in entry for ch in "*?["):
-            dirs = [str(m)[root_len:].lstrip("/") or "." for m in sorted(root.glob(entry)) if m.is_dir()]
+        if _is_glob(entry):
+            dirs = [rel for _, rel in _glob_dirs(root, entry)]
         else:
             dirs = [_join(".", entry)]
         for rel in dirs:
