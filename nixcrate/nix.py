@@ -269,7 +269,14 @@ def flake_outputs(flake: str, system: str, wanted: Sequence[str] = (), args: Que
         else f'lib: builtins.removeAttrs lib (builtins.filter (n: builtins.match ".*{CLOSURE_SUFFIX}" n != null) (builtins.attrNames lib))'
     )
     apply = f"ps: {{ names = builtins.attrNames ps; drvs = builtins.mapAttrs (n: p: p.drvPath) (({pick}) ps); }}"
-    found = _nix_json(["nix", "eval", "--json", *(args.evaluation if args else ()), attr, "--apply", apply])
+    # Without the evaluation cache: this query can run while `nix build` evaluates the same
+    # flake (BackgroundPlan), and Nix before 2.11 can then read the other process's half-written
+    # entries ("attribute 'packages.x86_64-linux.packages' is unexpectedly missing", seen here
+    # on Nix 2.8 and in https://github.com/garnix-io/issues/issues/36). `--apply` results are
+    # not cached anyway.
+    found = _nix_json(
+        ["nix", "eval", "--json", "--option", "eval-cache", "false", *(args.evaluation if args else ()), attr, "--apply", apply]
+    )
     assert isinstance(found, dict)
     drvs = found["drvs"]
     return {str(n): drvs.get(n) for n in found["names"]}
