@@ -11,6 +11,8 @@ cargo target directory), the services only (the handlers have their own closure)
   examples/quick-start-workspace: one `buildDepsOnly` of the whole workspace source
   (crane's defaults: `cargo check --all-targets`, `cargo build`, `cargo test --no-run`),
   then one `buildPackage` per service with `-p <service>` on it;
+- nixcrate, unified: the same with `[services] unify-features = true` (one command for
+  every service in the closure, each service's build narrowed to its bins by `--bin`);
 - plain cargo: `cargo build --release --locked -p <every service>` in an empty target dir.
 
 Both Nix builds run through ../shared/crane-build's setup (real crane, Nix 2.8 sandbox,
@@ -186,8 +188,8 @@ def main() -> None:
 
     plain = work / "plain"
     written = fleet.write_workspace(plain, a.size)
-    ours, naive = work / "nixcrate", work / "naive"
-    for ws in (ours, naive):
+    ours, unified, naive = work / "nixcrate", work / "unified", work / "naive"
+    for ws in (ours, unified, naive):
         shutil.copytree(plain, ws)
         seed_lock(ws / "Cargo.lock")
     services = written.services
@@ -197,17 +199,20 @@ def main() -> None:
     print(
         f"{a.size}: {len(services)} services, {len(written.third_party)} third-party crates in the lock; salt {salt}"
     )
-    totals: dict[str, list[float]] = {"nixcrate": [], "naive": [], "cargo": []}
+    totals: dict[str, list[float]] = {"nixcrate": [], "unified": [], "naive": [], "cargo": []}
     for rnd in range(1, a.rounds + 1):
-        order = ["nixcrate", "naive", "cargo"] if rnd % 2 else ["cargo", "naive", "nixcrate"]
+        order = ["nixcrate", "unified", "naive", "cargo"]
+        order = order if rnd % 2 else order[::-1]
         for who in order:
             tag = f"{salt}-{rnd}"
-            if who == "nixcrate":
-                (ours / "nixcrate.toml").write_text(
-                    toml + f'\n[services]\nenv = {{ BENCH_SALT = "{tag}" }}\n'
+            if who in ("nixcrate", "unified"):
+                ws = ours if who == "nixcrate" else unified
+                unify = "unify-features = true\n" if who == "unified" else ""
+                (ws / "nixcrate.toml").write_text(
+                    toml + f'\n[services]\n{unify}env = {{ BENCH_SALT = "{tag}" }}\n'
                 )
-                nixcrate(env, "init", "--refresh-base", str(ours))
-                wall, cpu, compiled = timed_nix(ours, ["deployCargoArtifacts", *services])
+                nixcrate(env, "init", "--refresh-base", str(ws))
+                wall, cpu, compiled = timed_nix(ws, ["deployCargoArtifacts", *services])
             elif who == "naive":
                 (naive / "flake.nix").write_text(
                     NAIVE.replace("SERVICES", " ".join(f'"{s}"' for s in services)).replace("SALT", tag)
@@ -224,8 +229,12 @@ def main() -> None:
                 f"round {rnd}, {who}: {wall:.1f} s wall, CPU {cpu:.0%} of {CORES} cores; compiled third-party per derivation: {compiled}",
                 flush=True,
             )
-        n, v, c = (totals[k][-1] for k in ("nixcrate", "naive", "cargo"))
-        print(f"round {rnd}: nixcrate / naive {n / v:.2f}x, nixcrate / cargo {n / c:.2f}x", flush=True)
+        n, u, v, c = (totals[k][-1] for k in ("nixcrate", "unified", "naive", "cargo"))
+        print(
+            f"round {rnd}: nixcrate / naive {n / v:.2f}x, nixcrate / cargo {n / c:.2f}x; "
+            f"unified / naive {u / v:.2f}x, unified / cargo {u / c:.2f}x",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

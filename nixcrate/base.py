@@ -82,7 +82,7 @@ def take(root: Path, ws: Workspace, config: Config, classified: Classified, cont
     # The arguments the library's `lines` gives each closure (cargoArgs, zigTarget).
     checks = [n for n in classified.of_any() if n not in classified.unpackaged]
     closures = {
-        "services": [flake_gen.cargo_args(n, config) for n in classified.packaged()],
+        "services": flake_gen.service_lines(classified, config, context.unified),
         "lambdas": [
             f"{flake_gen.cargo_args(n, config)} --target {lambda_pkg.zig_target(config.member(n).arch, config.lambda_glibc)}"
             for n in classified.of(MemberKind.LAMBDA)

@@ -319,21 +319,27 @@ def analyse(
     lambdas: Iterable[Crate],
     requests: Mapping[str, resolve.Request] | None = None,
     lambda_targets: Mapping[str, str] | None = None,
+    unified: Iterable[str] = (),
 ) -> ClosureReport:
     """requests: how each member's build asks for it (its features; default: its defaults);
-    lambda_targets: each handler's triple (default: the host's)."""
+    lambda_targets: each handler's triple (default: the host's); unified: the services built
+    by one command (features unified across them), the others each by its own."""
     graph = graph_for(ws)
     requests = requests or {}
     lambda_targets = lambda_targets or {}
     services = tuple(services)
     lambdas = tuple(lambdas)
-    service_res = [resolve_each(graph, [requests.get(s.name, resolve.Request(s.name))])[0] for s in services]
+    unified = tuple(unified)
+    each = [resolve_each(graph, [requests.get(s.name, resolve.Request(s.name))])[0] for s in services]
+    service_res = [r for s, r in zip(services, each, strict=True) if s.name not in unified]
+    if unified:
+        service_res.append(graph.resolver(resolve.HOST).resolve([requests.get(n, resolve.Request(n)) for n in unified]))
     lambda_res = [
         resolve_each(graph, [requests.get(c.name, resolve.Request(c.name))], lambda_targets.get(c.name, resolve.HOST))[0]
         for c in lambdas
     ]
     seen = shared = 0
-    for r in service_res:
+    for r in each:
         shared |= seen & r.compiled  # in this service and in an earlier one
         seen |= r.compiled
     return ClosureReport(

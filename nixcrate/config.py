@@ -135,6 +135,9 @@ class Config:
     lambda_glibc: str = "2.26"
     lambda_opt_level: str = "2"
     service_opt_level: str | None = None  # None: the workspace profile decides
+    # [services] unify-features: every service built with the features all of them ask for
+    # (one cargo invocation's), so the closure compiles each crate once, not once per variant
+    unify_services: bool = False
     git_hashes: tuple[tuple[str, str], ...] = ()
     registries: tuple[tuple[str, Registry], ...] = ()  # sorted by name
     native: tuple[tuple[str, NativeOverride], ...] = ()
@@ -262,7 +265,7 @@ SCHEMA = Table(
         "systems": values.SYSTEMS,
         "exclude": values.MEMBER_NAMES,
         "toolchain": values.choice("auto", "nixpkgs", "file"),
-        "services": Table({"opt-level": values.OPT_LEVEL, **_CLOSURE_KEYS}),
+        "services": Table({"opt-level": values.OPT_LEVEL, "unify-features": values.boolean(), **_CLOSURE_KEYS}),
         "lambda": Table({"glibc": values.GLIBC, "opt-level": values.OPT_LEVEL, **_CLOSURE_KEYS}),
         "checks": Table({**_CHECK_KEYS, "closure": values.boolean(), "fmt": values.boolean(), "lambda-verify": values.boolean()}),
         "ci": Table({"install": values.Kind("string", '"pipx:<requirement>" or "pip:<requirement>"', _install_spec)}),
@@ -393,6 +396,7 @@ def parse(data: dict[str, Any]) -> Config:
         lambda_glibc=lam.get("glibc", "2.26"),
         lambda_opt_level=lam.get("opt-level", "2"),
         service_opt_level=svc.get("opt-level"),
+        unify_services=svc.get("unify-features", False),
         git_hashes=tuple(sorted(raw.get("git-hashes", {}).items())),
         registries=tuple(sorted((name, _registry(name, r)) for name, r in raw.get("registries", {}).items())),
         native=tuple(sorted((name, _native(n)) for name, n in raw.get("native", {}).items())),
@@ -535,6 +539,7 @@ def render_initial(ws: Workspace, kinds: dict[str, MemberKind]) -> str:
         "",
         "[services]",
         "# opt-level = 3  (unset: the workspace's own [profile.release] decides)",
+        "# unify-features = true  (every service gets the features all of them ask for: one shorter closure)",
         "",
         "[lambda]",
         "# glibc the handlers link against (Amazon Linux 2: 2.26; AL2023 is newer and also runs it).",

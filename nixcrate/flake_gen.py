@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from nixcrate import closure as closure_mod
 from nixcrate import git_deps, host, native, resolve, sources
-from nixcrate.errors import WorkspaceError
+from nixcrate.errors import ConfigError, WorkspaceError
 from nixcrate.workspace import MemberKind
 
 if TYPE_CHECKING:
@@ -180,6 +180,8 @@ class FlakeContext:
     sources: Mapping[str, sources.CrateSource] = field(default_factory=dict)  # every crate's, by name
     # warnings: bins left out as cargo leaves them out (required-features the build does not enable)
     left_out_bins: tuple[str, ...] = ()
+    unified: tuple[str, ...] = ()  # the services built by one command ([services] unify-features)
+    report: closure_mod.ClosureReport | None = field(default=None, compare=False)  # what the closures compile
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +260,47 @@ def shell_args(words: list[str]) -> str:
 def cargo_args(name: str, config: Config) -> str:
     """The arguments every cargo command of a member gets (`--locked -p <name>` and its settings)."""
     return shell_args(["--locked", "-p", name, *_member_args(name, config)])
+
+
+def unified_services(ws: Workspace, classified: Classified, config: Config, left: Mapping[str, tuple[LeftOutBin, ...]]) -> tuple[str, ...]:
+    """The services built with one feature set ([services] unify-features), sorted: those with
+    a bin to build (their builds are narrowed by `--bin`). Standalone libraries keep their own
+    command (cargo's target filters cannot pick one selected package's library)."""
+    if not config.unify_services:
+        return ()
+    return tuple(n for n in classified.of(MemberKind.SERVICE) if built_bins(ws.crate(n), left))
+
+
+def unified_args(unified: Iterable[str], config: Config) -> str:
+    """The library's `unifiedArgs`: every unified service selected, each one's features as
+    `<service>/<feature>`, in one command (cargo unifies the features of what it selects)."""
+    unified = tuple(unified)
+    features = [f"{n}/{f}" for n in unified for f in config.member(n).features]
+    return shell_args(["--locked", *(w for n in unified for w in ("-p", n)), *(["--features", ",".join(features)] if features else [])])
+
+
+def service_lines(classified: Classified, config: Config, unified: tuple[str, ...]) -> list[str]:
+    """The library's `lines.services`: the arguments of each command the services' closure runs."""
+    lines = [unified_args(unified, config) if n in unified else cargo_args(n, config) for n in classified.packaged()]
+    return list(dict.fromkeys(lines))
+
+
+def _check_unified(unified: Iterable[str], config: Config) -> None:
+    """What one command for every service cannot carry: a service's own cargo arguments, and a
+    feature of a dependency (`dep/feature` would need the service's name in front of it)."""
+    for name in unified:
+        member = config.member(name)
+        if member.cargo_extra_args:
+            raise ConfigError(
+                f"nixcrate.toml: members.{name}.cargo-extra-args: a unified service cannot have cargo arguments of its own "
+                "([services] unify-features builds every service with one command): remove them, or unify-features"
+            )
+        for feature in member.features:
+            if "/" in feature:
+                raise ConfigError(
+                    f"nixcrate.toml: members.{name}.features: '{feature}' names a dependency's feature, which one command for "
+                    "every service cannot carry ([services] unify-features): add it to a feature of the service, or remove unify-features"
+                )
 
 
 def _stubs_for(crate: Crate) -> tuple[str, ...]:
@@ -444,8 +487,11 @@ def lambda_targets(config: Config, handlers: Iterable[str]) -> dict[str, str]:
     return {n: lambda_pkg.get_arch(config.member(n).arch).triple for n in handlers}
 
 
-def analyse(ws: Workspace, config: Config, services: Iterable[str], handlers: Iterable[str]) -> closure_mod.ClosureReport:
-    """The services' and the handlers' closures as their builds compile them."""
+def analyse(
+    ws: Workspace, config: Config, services: Iterable[str], handlers: Iterable[str], unified: Iterable[str] = ()
+) -> closure_mod.ClosureReport:
+    """The services' and the handlers' closures as their builds compile them (unified: the
+    services that share one command)."""
     services, handlers = tuple(services), tuple(handlers)
     return closure_mod.analyse(
         ws,
@@ -453,6 +499,7 @@ def analyse(ws: Workspace, config: Config, services: Iterable[str], handlers: It
         [ws.crate(n) for n in handlers],
         build_requests(config, (*services, *handlers)),
         lambda_targets(config, handlers),
+        unified=tuple(unified),
     )
 
 
@@ -578,11 +625,13 @@ def build_context(
             "(after exclude and package = false): add a bin target or a library nothing depends on, or un-exclude a member in nixcrate.toml"
         )
     left = left_out_bins(ws, config, (*classified.of(MemberKind.SERVICE), *handlers), lambda_targets(config, handlers))
+    unified = unified_services(ws, classified, config, left)
+    _check_unified(unified, config)
     lambda_outputs = _check_output_names(ws, services, handlers, left)
     for name in handlers:
         lambda_pkg.zig_target(config.member(name).arch, config.lambda_glibc)  # a bad arch or pin: one-line error
     if report is None:
-        report = analyse(ws, config, services, handlers)
+        report = analyse(ws, config, services, handlers, unified)
 
     service_closure = None
     if services:
@@ -599,7 +648,7 @@ def build_context(
     toolchain = _toolchain(ws, config, handlers)
     closures: dict[str, object] = {}
     if service_closure is not None:
-        closures["services"] = service_closure.data()
+        closures["services"] = service_closure.data() | ({"unify": True} if unified else {})
     if lambda_closure is not None:
         closures["lambdas"] = lambda_closure.data() | {
             "glibc": config.lambda_glibc,
@@ -637,6 +686,8 @@ def build_context(
         toolchain_file=toolchain["file"] if toolchain else None,  # type: ignore[index]
         sources=crate_sources,
         left_out_bins=tuple(x.message for name in sorted(left) for x in left[name]),
+        unified=unified,
+        report=report,
     )
 
 

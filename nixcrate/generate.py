@@ -23,7 +23,6 @@ from nixcrate import config as config_mod
 from nixcrate import base as base_mod
 from nixcrate import files, flake_gen, flake_shape, git_deps, workspace
 from nixcrate.errors import NixcrateError, OutOfDate
-from nixcrate.workspace import MemberKind
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -54,8 +53,9 @@ class InitResult:
 def generated_files(ws: workspace.Workspace, config: config_mod.Config) -> tuple[dict[str, str], Classified, FlakeContext, ClosureReport]:
     """Every file under nix/nixcrate, with its header: relative path -> text."""
     classified = flake_gen.classify(ws, config)
-    report = flake_gen.analyse(ws, config, classified.packaged(), classified.of(MemberKind.LAMBDA))
-    context = flake_gen.build_context(ws, config, classified, report)
+    context = flake_gen.build_context(ws, config, classified)
+    report = context.report
+    assert report is not None
     texts = {f"{flake_gen.GENERATED_DIR}/{flake_gen.DATA_FILE}": files.with_header(flake_gen.render_data(context))}
     for name, text in flake_gen.library_files().items():
         texts[f"{flake_gen.GENERATED_DIR}/{name}"] = files.with_header(text)

@@ -232,6 +232,12 @@ CASES: dict[str, Case] = {
     "config-duplicate": Case({"nixcrate.toml": 'exclude = ["api", "api"]\n'}),
     "config-unknown-feature": Case({"nixcrate.toml": '[members.api]\nfeatures = ["nope"]\n'}),
     "config-unknown-profile": Case({"nixcrate.toml": '[services]\nprofile = "fast"\n'}),
+    "config-unify-extra-args": Case(
+        {"nixcrate.toml": '[services]\nunify-features = true\n\n[members.api]\ncargo-extra-args = "--no-default-features"\n'}
+    ),
+    "config-unify-dependency-feature": Case(
+        {"nixcrate.toml": '[services]\nunify-features = true\n\n[members.api]\nfeatures = ["common/extra"]\n'}
+    ),
     "config-path-outside": Case({"nixcrate.toml": '[members.api]\nextra-src = ["/etc/passwd"]\n'}),
     "config-path-missing": Case({"nixcrate.toml": '[members.api]\nextra-src = ["proto"]\n'}),
     "member-symlink": Case({}),  # crates/common/Cargo.toml a symlink, made below

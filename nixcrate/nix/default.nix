@@ -592,11 +592,39 @@ let
   # leave each build recompiling the crates whose features differ (crane#396).
   cargoLines = command: args: lib.concatMapStrings (a: "${command a}\n") args;
 
+  # [services] unify-features: the services are built as one cargo invocation builds them all,
+  # each dependency with the features any service asks for (cargo unifies the features of the
+  # packages a command selects), so the closure compiles each crate once instead of once per
+  # feature set. The closure runs that command; each service's build runs it too, narrowed to
+  # its own binaries by `--bin` (which leaves the selection, and so the features, as they
+  # are): it finds every dependency compiled. Standalone libraries keep their own commands.
+  unified = lib.optionals (ws.closures.services.unify or false) (
+    lib.attrNames (lib.filterAttrs (_: m: m.kind == "service" && m.bins != [ ]) services)
+  );
+  unifiedArgs =
+    let
+      features = lib.concatMap (n: map (f: "${n}/${f}") (members.${n}.features or [ ])) unified;
+    in
+    lib.escapeShellArgs (
+      [ "--locked" ]
+      ++ lib.concatMap (n: [
+        "-p"
+        n
+      ]) unified
+      ++ lib.optionals (features != [ ]) [
+        "--features"
+        (lib.concatStringsSep "," features)
+      ]
+    );
+  # The closure command a service's build shares, and the members whose inputs it depends on.
+  serviceLine = name: if lib.elem name unified then unifiedArgs else cargoArgs name;
+  serviceRoots = name: if lib.elem name unified then unified else [ name ];
+
   zigbuild = name: "cargoWithProfile zigbuild ${cargoArgs name} --target ${zigTarget name}";
 
   # The cargo arguments each closure runs, one entry per member (the base records its own).
   lines = {
-    services = map cargoArgs (lib.attrNames services);
+    services = lib.unique (map serviceLine (lib.attrNames services));
     lambdas = map (name: "${cargoArgs name} --target ${zigTarget name}") (lib.attrNames lambdas);
     checks = map checkLine (lib.attrNames members);
   };
@@ -742,19 +770,17 @@ let
   # manifest is byte for byte the base's, it builds with the base lock, which is this
   # workspace's lock but for crates the package does not reach. Its derivation (and a
   # handler's zip) then stays as it was however often other packages' crates move.
-  # Anything else starts from its closure and builds with Cargo.lock.
+  # Anything else starts from its closure and builds with Cargo.lock. `roots`: the members
+  # whose inputs decide what it builds (a unified service: every unified service).
   buildArgs =
     {
       kind,
       closure,
       line,
-      name,
+      roots,
       crates,
     }:
-    if base != null && lib.elem line base.closures.${kind} && unmoved {
-      roots = [ name ];
-      inherit crates;
-    } then
+    if base != null && lib.elem line base.closures.${kind} && unmoved { inherit roots crates; } then
       {
         cargoArtifacts = baseClosures.${closure};
       }
@@ -786,15 +812,19 @@ let
       // {
         pname = name;
         version = localVersions.${name};
-        cargoExtraArgs = cargoArgs name;
+        cargoExtraArgs =
+          if lib.elem name unified then
+            "${unifiedArgs} ${lib.escapeShellArgs (lib.concatMap (b: [ "--bin" b ]) members.${name}.bins)}"
+          else
+            cargoArgs name;
         preBuild = removeStaleCmakeState;
       }
       // buildArgs {
         kind = "services";
         closure = "deploy";
-        line = cargoArgs name;
-        inherit name;
-        crates = compiledBy { member = name; };
+        line = serviceLine name;
+        roots = serviceRoots name;
+        crates = compiledByAll (serviceRoots name);
       }
       # A library no crate depends on has no binary: its package proves it compiles, and crane's
       # install from the build log puts its cdylib, dylib and staticlib files under lib/ (an
@@ -832,7 +862,7 @@ let
         kind = "lambdas";
         closure = "lambda";
         line = "${cargoArgs name} --target ${zigTarget name}";
-        inherit name;
+        roots = [ name ];
         crates = compiledBy { member = name; };
       }
       // packageSource { crates = compiledBy { member = name; }; }
@@ -921,7 +951,7 @@ let
         kind = "checks";
         closure = "checks";
         line = checkLine name;
-        inherit name;
+        roots = [ name ];
         crates = compiledBy {
           member = name;
           dev = true;
