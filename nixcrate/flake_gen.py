@@ -285,9 +285,18 @@ def service_lines(classified: Classified, config: Config, unified: tuple[str, ..
     return list(dict.fromkeys(lines))
 
 
-def _check_unified(unified: Iterable[str], config: Config) -> None:
-    """What one command for every service cannot carry: a service's own cargo arguments, and a
-    feature of a dependency (`dep/feature` would need the service's name in front of it)."""
+def _check_unified(ws: Workspace, unified: Iterable[str], config: Config, left: Mapping[str, tuple[LeftOutBin, ...]]) -> None:
+    """What one command for every service cannot carry: a service's own cargo arguments, a
+    feature of a dependency (`dep/feature` would need the service's name in front of it), and
+    two services' binaries of one name (`--bin <name>` would build both)."""
+    owners: dict[str, str] = {}
+    for name in unified:
+        for b in built_bins(ws.crate(name), left):
+            if (other := owners.setdefault(b, name)) != name:
+                raise WorkspaceError(
+                    f"{ws.crate(name).manifest}: binary '{b}' is also a binary of {other}: with [services] unify-features "
+                    f"each service's build picks its binaries by name (--bin {b}), so it would build both: rename one [[bin]], or remove unify-features"
+                )
     for name in unified:
         member = config.member(name)
         if member.cargo_extra_args:
@@ -626,7 +635,7 @@ def build_context(
         )
     left = left_out_bins(ws, config, (*classified.of(MemberKind.SERVICE), *handlers), lambda_targets(config, handlers))
     unified = unified_services(ws, classified, config, left)
-    _check_unified(unified, config)
+    _check_unified(ws, unified, config, left)
     lambda_outputs = _check_output_names(ws, services, handlers, left)
     for name in handlers:
         lambda_pkg.zig_target(config.member(name).arch, config.lambda_glibc)  # a bad arch or pin: one-line error

@@ -257,6 +257,13 @@ CASES: dict[str, Case] = {
             "Cargo.lock": with_lock("h1", "h2", "lambda_runtime"),
         }
     ),
+    "unified-bin-clash": Case(
+        {
+            **member("svc2", bin_=True, extra='\n[[bin]]\nname = "api"\npath = "src/main.rs"\n'),
+            "Cargo.lock": with_lock("svc2"),
+            "nixcrate.toml": "[services]\nunify-features = true\n",
+        }
+    ),
     "output-name-clash": Case({**member("deployCargoArtifacts", bin_=True), "Cargo.lock": with_lock("deployCargoArtifacts")}),
     "generated-file-edited": Case({"nix/nixcrate/workspace.nix": "{ pkgs }: { }\n"}),
     "flake-out-of-date": Case({}, args=("init", "--check", "{root}")),
