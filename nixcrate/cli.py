@@ -175,11 +175,16 @@ def _print_init(result: InitResult, *, check: bool) -> None:
         out.print(line, soft_wrap=True, markup=False, highlight=False)
     services = result.report.services
     if services.members:
+        builds = ""
+        if services.builds > len(services.crates):
+            hint = "" if result.context.unified else "; [services] unify-features = true would build each once"
+            builds = f" (about {services.builds} builds: once per feature set the services ask for{hint})"
         out.print(
-            f"services' closure: {len(services.crates)} third-party crates, "
+            f"services' closure: {len(services.crates)} third-party crates{builds}, "
             f"{len(result.report.shared_by_services)} shared by two or more of its packages "
-            f"({result.report.shared_share:.0%}), compiled once in deployCargoArtifacts",
+            f"({result.report.shared_share:.0%}), compiled in deployCargoArtifacts",
             soft_wrap=True,
+            markup=False,
         )
     if result.report.lambdas.members:
         out.print(f"handlers' closure: {len(result.report.lambdas.crates)} third-party crates, compiled once in lambdaDeployCargoArtifacts", soft_wrap=True)

@@ -34,6 +34,9 @@ class Closure:
     # "name version" of the crates whose manifests were not on disk: counted with everything
     # Cargo.lock says they may pull in, features unresolved (nixcrate.resolve)
     unresolved: tuple[str, ...] = ()
+    # how many times the closure compiles them: once per feature set (and host or target side)
+    # its cargo commands ask for, as cargo compiles each such variant once in one target/
+    builds: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,17 +296,22 @@ def resolve_each(graph: LockGraph, requests: Iterable[resolve.Request], target: 
 
 
 def _closure_from(graph: LockGraph, members: Iterable[str], resolutions: Iterable[resolve.Resolution]) -> Closure:
+    resolutions = tuple(resolutions)
     compiled = 0
     unresolved: set[str] = set()
     for r in resolutions:
         compiled |= r.compiled
         unresolved.update(r.unresolved)
     pkgs = [p for p in graph.packages(compiled) if p.source is not None]
+    crates = {p.key for p in pkgs}
+    variants = {row for r in resolutions for row in r.features if row[0] in crates}
     return Closure(
         members=tuple(sorted(set(members))),
-        crates=tuple(sorted({p.key for p in pkgs})),
+        crates=tuple(sorted(crates)),
         crate_names=frozenset(p.name for p in pkgs),
         unresolved=tuple(sorted(unresolved)),
+        # a crate counted from the lock alone (no manifest) is counted once
+        builds=len(variants) + len(crates - {key for key, _, _ in variants}),
     )
 
 

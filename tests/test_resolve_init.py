@@ -113,3 +113,24 @@ def test_a_dev_dependency_on_openssl_sys_brings_openssl_to_the_checks_only(tmp_p
     checks = closures.split("checks = ", 1)[1].split("};", 1)[0]
     assert "openssl" not in services
     assert "pkgs.openssl" in checks
+
+
+@pytest.mark.skipif(not Path("/usr/share/cargo/registry/serde_json-1.0.87").is_dir(), reason="Debian's vendored crates are not installed")
+def test_init_counts_the_variants_the_services_closure_builds_and_names_the_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example's services ask serde_json and its dependencies for other features: its
+    closure builds 7 crates 10 times (tests/test_real_build.py counts the same from the real
+    build's log); with [services] unify-features, once each."""
+    from conftest import EXAMPLE, copy_workspace  # noqa: PLC0415
+
+    ws = copy_workspace(EXAMPLE, tmp_path / "ws")
+    home = tmp_path / "cargo-home"
+    home.mkdir()
+    (home / "config.toml").write_text('[source.crates-io]\nreplace-with = "d"\n[source.d]\ndirectory = "/usr/share/cargo/registry"\n')
+    monkeypatch.setenv("CARGO_HOME", str(home))
+    out = CliRunner().invoke(cli, ["init", str(ws)]).output
+    assert "services' closure: 7 third-party crates (about 10 builds: once per feature set the services ask for; " in out
+    assert "[services] unify-features = true would build each once" in out
+    toml = ws / "nixcrate.toml"
+    toml.write_text(toml.read_text().replace("\n[services]\n", "\n[services]\nunify-features = true\n", 1))
+    out = CliRunner().invoke(cli, ["init", str(ws)]).output
+    assert "services' closure: 7 third-party crates, " in out, out
