@@ -618,11 +618,8 @@ def _check_output_names(
     return tuple(sorted(outputs, key=lambda o: o.name))
 
 
-def build_context(
-    ws: Workspace, config: Config, classified: Classified | None = None, report: closure_mod.ClosureReport | None = None
-) -> FlakeContext:
-    """Every decision about the workspace. report: closure_mod.analyse of the classified
-    services and handlers, when the caller has it."""
+def build_context(ws: Workspace, config: Config, classified: Classified | None = None) -> FlakeContext:
+    """Every decision about the workspace (its `report`: what the closures compile)."""
     from nixcrate import lambda_pkg  # noqa: PLC0415 - it imports pyelftools lazily, but is large
 
     classified = classified or classify(ws, config)
@@ -639,8 +636,7 @@ def build_context(
     lambda_outputs = _check_output_names(ws, services, handlers, left)
     for name in handlers:
         lambda_pkg.zig_target(config.member(name).arch, config.lambda_glibc)  # a bad arch or pin: one-line error
-    if report is None:
-        report = analyse(ws, config, services, handlers, unified)
+    report = analyse(ws, config, services, handlers, unified)
 
     service_closure = None
     if services:
